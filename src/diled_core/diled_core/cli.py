@@ -1,0 +1,188 @@
+"""The ``diled`` command: a LightningCLI over :class:`~diled_core.DiLED` and any plugin's datamodule.
+
+``diled fit|validate|test|predict --config run.yaml [--config more.yaml] [--trainer.* ...]`` plus
+``diled plugins``. Installed modality plugins are imported first, so configs may name their classes.
+Errors a user can fix end in one paragraph and a non-zero exit (``DILED_DEBUG=1`` shows tracebacks).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from .interfaces import DiledDataModule
+from .module import DiLED, NonFiniteLossError
+from .predict import PredictionWriter, PredictOptions
+from .registry import MissingPluginError, load_modalities
+
+__all__ = ["CheckpointError", "DiledCLI", "main"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, truncated, or made for another modality."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint without executing code from it (``weights_only=True``), or explain why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check --ckpt_path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            "It may be truncated (an interrupted copy or a full disk) or not a diled checkpoint; "
+            "use another checkpoint, e.g. the last.ckpt of the run's checkpoints/ folder."
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict); check --ckpt_path")
+    return ckpt
+
+
+def _data_modality(config: Any) -> str:
+    data = config.get("data") if config is not None else None
+    class_path = data.get("class_path") if data is not None and hasattr(data, "get") else None
+    if not class_path:
+        return ""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(__import__(module, fromlist=[name]), name)
+    except (ImportError, AttributeError):
+        return ""
+    return getattr(cls, "modality", "")
+
+
+class DiledCLI(LightningCLI):
+    """LightningCLI with diled's defaults: checkpoints with ``last.ckpt``, TensorBoard logs under ``runs/``,
+    safe checkpoint loading, and the ``--prediction.*`` options of ``diled predict``."""
+
+    def __init__(self, args: Any = None, run: bool = True) -> None:
+        load_modalities()  # import the plugins so configs can name their classes
+        super().__init__(
+            DiLED,
+            DiledDataModule,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"default_root_dir": "runs"},
+            parser_kwargs={"exit_on_error": False},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{epoch}-{step}"})
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            parser.set_defaults(weights_only=True)  # never execute code from a checkpoint
+        if subcommand == "predict":
+            parser.add_class_arguments(PredictOptions, "prediction", help="What `diled predict` computes and writes.")
+        return parser
+
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path:
+            ckpt = read_checkpoint(ckpt_path)
+            saved = ckpt.get("diled", {}).get("modality", "")
+            wanted = _data_modality(self.config[subcommand])
+            if saved and wanted and saved != wanted:
+                raise CheckpointError(
+                    f"checkpoint {ckpt_path} was trained on the {saved!r} modality but the config's data is "
+                    f"{wanted!r}; pass the config the run was trained with (its config.yaml in the run folder)."
+                )
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        strategy = config.trainer.get("strategy")
+        if strategy == "ddp" and config.model.get("training", "joint") == "two_stage":
+            # the frozen stage leaves parameters without gradients, which plain DDP rejects
+            config.trainer.strategy = "ddp_find_unused_parameters_true"
+
+    def before_predict(self) -> None:
+        options: PredictOptions = self.config_init.predict.prediction
+        if not self.config.predict.get("ckpt_path"):
+            warnings.warn("diled predict without --ckpt_path uses an untrained model", UserWarning, stacklevel=1)
+        self.model.predict_options = options
+        self.datamodule.configure_prediction(
+            options.task, split=options.split, num_samples=options.num_samples, max_examples=options.max_examples
+        )
+        self.trainer.callbacks.append(PredictionWriter(options))
+
+    def after_predict(self) -> None:
+        options = self.config_init.predict.prediction
+        if self.trainer.is_global_zero:
+            print(f"diled predict: wrote {options.task} outputs to {Path(options.output_dir).resolve()}")
+
+
+def _plugins() -> int:
+    found = load_modalities()
+    if not found:
+        print("no modality plugins installed")
+        return 1
+    width = max(len(n) for n in found)
+    for name, loaded in found.items():
+        print(f"{name:<{width}}  {loaded.distribution} {loaded.version}  {loaded.modality.description}")
+    return 0
+
+
+_USER_ERRORS = (ArgumentError, CheckpointError, MissingPluginError, NonFiniteLossError, FileNotFoundError, ValueError)
+
+
+def _explain(err: BaseException, argv: list[str]) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, NonFiniteLossError):
+        text += (
+            ". Training stopped; checkpoints written before this step are kept (see the run's checkpoints/ "
+            "folder). Lower the learning rate, set --trainer.gradient_clip_val 1.0, or use 32-bit precision, "
+            "then resume with --ckpt_path."
+        )
+    if isinstance(err, ArgumentError):
+        missing = re.search(r"No module named '(\w+)", text)
+        if missing:
+            package = missing.group(1)
+            installed = ", ".join(sorted(load_modalities())) or "none"
+            text = (
+                f"the config names a class from the package {package!r}, which is not installed. "
+                f"Install it (`pip install {package.replace('_', '-')}`) or choose an installed modality "
+                f"({installed}; see `diled plugins`). Parser said: {text}"
+            )
+        configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+        if "<unicode string>" in text and configs:
+            text = text.replace('"<unicode string>"', "the config") + f" (config files: {', '.join(configs)})"
+        text += " See `diled --help` or `diled fit --print_config` for the valid keys."
+    return text
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``diled`` command; returns the exit code."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["plugins"]:
+        return _plugins()
+    try:
+        DiledCLI(args=args)
+    except _USER_ERRORS as err:
+        if os.environ.get("DILED_DEBUG"):
+            traceback.print_exc()
+        print(f"diled: error: {_explain(err, argv)}", file=sys.stderr)
+        return 2 if isinstance(err, ArgumentError) else 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

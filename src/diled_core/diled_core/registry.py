@@ -1,0 +1,87 @@
+"""Modality plugins, found through the entry-point group ``diled.modalities``.
+
+Each entry point names a :class:`Modality` object. The core registers its own toy modality the same
+way third parties do. A plugin that fails to import or does not name a :class:`Modality` is skipped
+with a warning naming its distribution.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+
+from .interfaces import Decoder, DiledDataModule, Encoder
+
+__all__ = ["ENTRY_POINT_GROUP", "LoadedModality", "Modality", "MissingPluginError", "load_modalities"]
+
+ENTRY_POINT_GROUP = "diled.modalities"
+
+
+@dataclass(frozen=True)
+class Modality:
+    """What a plugin registers: its name and the classes a config may name."""
+
+    name: str
+    datamodules: tuple[type[DiledDataModule], ...]
+    encoders: tuple[type[Encoder], ...]
+    decoders: tuple[type[Decoder], ...]
+    description: str = ""
+    extra: tuple[type, ...] = field(default=())  # heads, callbacks ... made resolvable by short name
+
+    def __post_init__(self) -> None:
+        for kind, base in (("datamodules", DiledDataModule), ("encoders", Encoder), ("decoders", Decoder)):
+            for cls in getattr(self, kind):
+                if not (isinstance(cls, type) and issubclass(cls, base)):
+                    raise TypeError(f"modality {self.name!r}: {kind} entry {cls!r} is not a {base.__name__} subclass")
+
+
+@dataclass(frozen=True)
+class LoadedModality:
+    modality: Modality
+    distribution: str
+    version: str
+
+
+class MissingPluginError(RuntimeError):
+    """A config or checkpoint asks for a modality whose package is not installed."""
+
+
+def _load(ep: EntryPoint) -> LoadedModality:
+    dist = ep.dist.name if ep.dist is not None else "?"
+    version = ep.dist.version if ep.dist is not None else "?"
+    obj = ep.load()
+    if not isinstance(obj, Modality):
+        raise TypeError(f"entry point {ep.value!r} is a {type(obj).__name__}, not a diled_core.Modality")
+    if obj.name != ep.name:
+        raise TypeError(f"entry point {ep.name!r} names a modality called {obj.name!r}")
+    return LoadedModality(obj, dist, version)
+
+
+def load_modalities() -> dict[str, LoadedModality]:
+    """Import every installed modality plugin; broken ones are skipped with a warning."""
+    found: dict[str, LoadedModality] = {}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            found[ep.name] = _load(ep)
+        except Exception as err:  # a broken plugin must not break the others
+            dist = ep.dist.name if ep.dist is not None else ep.value
+            warnings.warn(
+                f"diled: skipping modality plugin {ep.name!r} from distribution {dist!r}: "
+                f"{type(err).__name__}: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return found
+
+
+def require_modality(name: str) -> LoadedModality:
+    """The installed modality ``name``, or an error that says which package to install."""
+    found = load_modalities()
+    if name not in found:
+        installed = ", ".join(sorted(found)) or "none"
+        raise MissingPluginError(
+            f"the modality {name!r} is not installed (installed: {installed}). "
+            f"Install its plugin, e.g. `pip install diled-{name}`, then run `diled plugins` to check."
+        )
+    return found[name]

@@ -1,0 +1,114 @@
+"""Samplers over the latent chain x_T … x_1 (method.md §4).
+
+Short ``@torch.no_grad()`` functions with one shared signature
+``sampler(eps_model, schedule, x, *, generator=None, guidance=None, guidance_scale=1.0, ...)``
+(k-diffusion style), each numbered after its paper's equations:
+
+* :func:`ddpm_sample`: DDPM ancestral sampling (Ho et al. 2020, Alg. 2) for t = T … 2, returning x_1;
+* :func:`ddim_sample`: DDIM (Song et al. 2021, Eq. 12) on any sub-grid of {2 … T}, η ∈ [0, 1],
+  ending at t = 1; with η = 1 and T − 1 steps it is DDPM with the posterior variance;
+* :func:`ddim_invert`: deterministic DDIM inversion x_1 -> x_T (η = 0, run upwards).
+
+Guidance (classifier / property-regressor guidance, Dhariwal & Nichol 2021 Eq. 14):
+ε̂ ← ε̂ − √(1 − ᾱ_t) · s · ∇_{x_t} log p(y | x_t).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .diffusion import EpsModel
+from .interfaces import Guidance
+from .schedule import NoiseSchedule
+
+__all__ = ["Sampler", "ddim_invert", "ddim_sample", "ddim_timesteps", "ddpm_sample"]
+
+Sampler = Literal["ddim", "ddpm"]
+
+
+def _randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _full(x: Tensor, t: int) -> Tensor:
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+
+
+def _eps(eps_model: EpsModel, schedule: NoiseSchedule, x: Tensor, t: int, guidance, scale: float) -> Tensor:
+    tt = _full(x, t)
+    eps = eps_model(x, tt)
+    if guidance is not None:
+        with torch.inference_mode(False), torch.enable_grad():  # also inside Trainer.predict
+            grad = guidance(x.detach().clone().requires_grad_(True), tt.clone())
+        eps = eps - schedule.sqrt_one_minus_alphas_cumprod[t].to(x.dtype) * scale * grad.to(x.dtype)
+    return eps
+
+
+def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
+    """The ``steps`` timesteps where ε_θ is evaluated, descending from T, evenly spaced over {2 … T}."""
+    if not 1 <= steps <= timesteps - 1:
+        raise ValueError(f"steps must be in 1 … {timesteps - 1} for a {timesteps}-step schedule (got {steps})")
+    grid = torch.linspace(2, timesteps, steps, dtype=torch.float64).round().long().tolist()
+    return sorted(set(grid), reverse=True)
+
+
+@torch.no_grad()
+def ddpm_sample(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    x: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    guidance: Guidance | None = None,
+    guidance_scale: float = 1.0,
+) -> Tensor:
+    """Ancestral sampling x_T -> x_1 with σ_t² = β̃_t (T − 1 network calls)."""
+    for t in range(schedule.timesteps, 1, -1):
+        eps = _eps(eps_model, schedule, x, t, guidance, guidance_scale)
+        beta, alpha = schedule.betas[t].to(x.dtype), schedule.alphas[t].to(x.dtype)
+        mean = (x - beta / schedule.sqrt_one_minus_alphas_cumprod[t].to(x.dtype) * eps) / alpha.sqrt()
+        x = mean + schedule.posterior_variance[t].to(x.dtype).sqrt() * _randn(x, generator)
+    return x
+
+
+@torch.no_grad()
+def ddim_sample(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    x: Tensor,
+    *,
+    steps: int = 50,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    guidance: Guidance | None = None,
+    guidance_scale: float = 1.0,
+) -> Tensor:
+    """DDIM x_T -> x_1 in ``steps`` network calls; η = 0 is deterministic."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1] (got {eta})")
+    grid = ddim_timesteps(schedule.timesteps, steps)
+    abar = schedule.alphas_cumprod.to(x.dtype)
+    for t, t_prev in zip(grid, grid[1:] + [1]):
+        eps = _eps(eps_model, schedule, x, t, guidance, guidance_scale)
+        x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+        sigma = eta * ((1 - abar[t_prev]) / (1 - abar[t]) * (1 - abar[t] / abar[t_prev])).sqrt()
+        x = abar[t_prev].sqrt() * x0 + (1 - abar[t_prev] - sigma**2).clamp(min=0).sqrt() * eps
+        if eta > 0:
+            x = x + sigma * _randn(x, generator)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(eps_model: EpsModel, schedule: NoiseSchedule, x: Tensor, *, steps: int = 50) -> Tensor:
+    """Deterministic DDIM inversion x_1 -> x_T on the same grid as :func:`ddim_sample`; the round trip
+    ``ddim_sample(ddim_invert(x1), eta=0)`` returns x_1 up to an error that shrinks with ``steps``."""
+    grid = [1] + ddim_timesteps(schedule.timesteps, steps)[::-1]
+    abar = schedule.alphas_cumprod.to(x.dtype)
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        eps = eps_model(x, _full(x, t))
+        x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+        x = abar[t_next].sqrt() * x0 + (1 - abar[t_next]).sqrt() * eps
+    return x

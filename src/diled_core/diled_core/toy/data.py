@@ -1,0 +1,141 @@
+"""Toy data: vectors from a Gaussian mixture (the smallest modality, for tests and as an example)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, TensorDataset
+
+from ..interfaces import Batch, Decoder, DiledDataModule, Encoder, PredictTask
+from ..io import atomic_write
+
+__all__ = ["ToyDataModule", "mixture_means", "mmd_rbf"]
+
+
+def mixture_means(dim: int, components: int, radius: float, seed: int) -> Tensor:
+    """``components`` mixture means on a sphere of ``radius`` in R^dim, fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(components, dim, generator=g)
+    return radius * means / means.norm(dim=1, keepdim=True)
+
+
+def mmd_rbf(x: Tensor, y: Tensor, bandwidths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)) -> float:
+    """Squared maximum mean discrepancy (biased estimate) with a sum of RBF kernels."""
+    xy = torch.cat([x, y]).double()
+    d2 = torch.cdist(xy, xy) ** 2
+    k = sum(torch.exp(-d2 / (2 * h**2)) for h in bandwidths)
+    n = x.shape[0]
+    return (k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()).item()
+
+
+class ToyDataModule(DiledDataModule):
+    """Gaussian-mixture vectors. Batches: ``x`` [B, dim], ``label`` [B] (component), ``property`` [B]
+    (the first coordinate, a target for a :class:`~diled_core.RegressionHead`).
+
+    Args:
+        dim: data dimension.
+        components: number of mixture components.
+        radius: distance of the component means from the origin.
+        noise: standard deviation of each component.
+        n_train, n_val, n_test: split sizes.
+        seed: fixes the means and every split.
+    """
+
+    modality = "toy"
+
+    def __init__(
+        self,
+        dim: int = 8,
+        components: int = 6,
+        radius: float = 3.0,
+        noise: float = 0.3,
+        n_train: int = 4096,
+        n_val: int = 512,
+        n_test: int = 512,
+        seed: int = 0,
+        batch_size: int = 128,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.dim, self.components, self.radius, self.noise, self.seed = dim, components, radius, noise, seed
+        self.sizes = {"train": n_train, "val": n_val, "test": n_test}
+        self.means = mixture_means(dim, components, radius, seed)
+        self._data: dict[str, TensorDataset] = {}
+
+    def sample(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        label = torch.randint(0, self.components, (n,), generator=g)
+        return self.means[label] + self.noise * torch.randn(n, self.dim, generator=g), label
+
+    def setup(self, stage: str | None = None) -> None:
+        for i, (split, n) in enumerate(self.sizes.items()):
+            if split not in self._data:
+                x, label = self.sample(n, self.seed * 100 + i + 1)
+                self._data[split] = TensorDataset(x, label)
+
+    def dataset(self, split: Literal["train", "val", "test"]) -> Dataset:
+        self.setup()
+        return self._data[split]
+
+    def collate(self, examples: list[tuple[Tensor, Tensor]]) -> Batch:
+        x = torch.stack([e[0] for e in examples])
+        return {"x": x, "label": torch.stack([e[1] for e in examples]), "property": x[:, 0].clone()}
+
+    def check_compatible(self, encoder: Encoder, decoder: Decoder) -> None:
+        for name, part in (("encoder", encoder), ("decoder", decoder)):
+            if getattr(part, "dim", self.dim) != self.dim:
+                raise ValueError(
+                    f"model.{name}.init_args.dim is {part.dim} but the toy data has dim {self.dim}; "
+                    f"set both to the same value"
+                )
+
+    def write_predictions(self, task: PredictTask, outputs: Batch, out_dir: Path, rank: int) -> list[Path]:
+        name = {"reconstruct": "reconstructions", "generate": "samples", "encode": "embeddings",
+                "interpolate": "interpolations", "optimise": "optimised"}[task]
+        path = Path(out_dir) / (f"{name}.csv" if rank == 0 else f"{name}.rank{rank}.csv")
+        cols: dict[str, Tensor] = {}
+        if task == "generate":
+            cols.update(_expand("x", outputs["output"]["x"]))
+        elif task == "interpolate":
+            cols.update(pair=outputs["pair"], alpha=outputs["alpha"], **_expand("x", outputs["output"]["x"]))
+        else:
+            cols.update(label=outputs["input"]["label"], **_expand("x", outputs["input"]["x"]))
+            if task == "reconstruct":
+                cols.update(nll=outputs["nll"], **_expand("recon", outputs["output"]["x"]))
+            elif task == "encode":
+                cols.update(_expand("mu", outputs["mu"]))
+                if "prediction" in outputs:
+                    cols["prediction"] = outputs["prediction"]
+                if "x_T" in outputs:
+                    cols.update(_expand("xT", outputs["x_T"]))
+            elif task == "optimise":
+                cols.update(pred_before=outputs["pred_before"], pred_after=outputs["pred_after"])
+                cols.update(_expand("opt", outputs["output"]["x"]))
+        with atomic_write(path, newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(list(cols))
+            rows = torch.stack([c.double() for c in cols.values()], dim=1).tolist()
+            writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+        return [path]
+
+    def prediction_metrics(self, task: PredictTask, outputs: Batch) -> dict[str, float]:
+        if task == "reconstruct":
+            return {"mse": ((outputs["output"]["x"] - outputs["input"]["x"]) ** 2).mean().item()}
+        if task == "generate":
+            x = outputs["output"]["x"].float()
+            ref = self.sample(x.shape[0], self.seed * 100 + 99)[0]
+            nearest = torch.cdist(x, self.means).min(dim=1)
+            return {
+                "mmd_to_data": mmd_rbf(x, ref),
+                "component_coverage": nearest.indices.unique().numel() / self.components,
+                "mean_distance_to_nearest_mean": nearest.values.mean().item(),
+            }
+        return {}
+
+
+def _expand(prefix: str, x: Tensor) -> dict[str, Tensor]:
+    return {f"{prefix}_{i}": x[:, i] for i in range(x.shape[1])}

@@ -1,0 +1,7 @@
+"""diled-image: NOT IMPLEMENTED YET.
+
+This distribution is an installable shell so the four-package layout can be installed and tested.
+It registers no modality yet (see docs/architecture.md for how the image modality will fit the core).
+"""
+
+__all__: list[str] = []
