@@ -63,6 +63,13 @@ def _data_modality(config: Any) -> str:
     return getattr(cls, "modality", "")
 
 
+_DESCRIPTION = (
+    "DiLED: generate, reconstruct and represent data with one diffusion model whose first step is a "
+    "learnable encoder and last step a learnable decoder. Subcommands below; `diled plugins` lists the "
+    "installed modalities. Predict tasks: --prediction.task reconstruct|generate|encode|interpolate|optimise."
+)
+
+
 class DiledCLI(LightningCLI):
     """LightningCLI with diled's defaults: checkpoints with ``last.ckpt``, TensorBoard logs under ``runs/``,
     safe checkpoint loading, and the ``--prediction.*`` options of ``diled predict``."""
@@ -76,7 +83,7 @@ class DiledCLI(LightningCLI):
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs"},
-            parser_kwargs={"exit_on_error": False},
+            parser_kwargs={"exit_on_error": False, "description": _DESCRIPTION},
             args=args,
             run=run,
         )
@@ -109,6 +116,9 @@ class DiledCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "predict":  # no log folder: the run config lands next to the predictions
+            config.trainer.logger = False
+            config.trainer.default_root_dir = str(config.prediction.output_dir)
         strategy = config.trainer.get("strategy")
         if strategy == "ddp" and config.model.get("training", "joint") == "two_stage":
             # the frozen stage leaves parameters without gradients, which plain DDP rejects

@@ -71,7 +71,7 @@ class SkipMLP(nn.Module):
 class RegressionHead(AuxHead):
     """A property regressor on μ (paper: 30 -> 64 -> 1), MSE on ``batch[target]``.
 
-    Examples whose ``batch[target + "_mask"]`` is 0 (unlabelled) contribute no loss.
+    Examples whose ``batch[target + "_mask"]`` is 0 or whose target is NaN (unlabelled) contribute no loss.
     """
 
     def __init__(self, latent_dim: int, hidden: int = 64, target: str = "property") -> None:
@@ -89,5 +89,5 @@ class RegressionHead(AuxHead):
                 f"set head.init_args.target to one of them or remove the head from the config"
             )
         y = batch[self.target].to(mu.dtype)
-        mask = batch.get(f"{self.target}_mask", torch.ones_like(y)).to(mu.dtype)
+        mask = batch.get(f"{self.target}_mask", torch.ones_like(y)).to(mu.dtype) * (~y.isnan()).to(mu.dtype)
         return mask * (self(mu) - torch.nan_to_num(y)) ** 2

@@ -7,6 +7,7 @@ References: Liu et al., ICML 2024 (DiLED / EDDPM), arXiv 2402.19009; method.md Â
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Literal
 
 import torch
@@ -85,7 +86,9 @@ class DiLED(LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        with warnings.catch_warnings():  # module objects are dropped from hparams just below
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters()
         # Built in Python (not from a config), these are objects: keep them out of the checkpoint, which
         # stays loadable with weights_only=True; pass them again to load_from_checkpoint.
         for key in ("encoder", "decoder", "denoiser", "head", "optimizer", "lr_scheduler"):

@@ -20,13 +20,12 @@ class LatentStats:
 
     def __init__(self, threshold: float = 0.01) -> None:
         self.threshold = threshold
-        self._sums: Tensor | None = None  # [3, d]: Σμ, Σμ², and (row 2, col 0) count, (row 2, col 1) Σ‖μ‖
+        self._sums: Tensor | None = None  # flat [2d + 2]: Σμ, Σμ², count, Σ‖μ‖ (one tensor to reduce)
 
     def update(self, mu: Tensor) -> None:
         mu = mu.detach().float().flatten(1)
-        row = torch.zeros_like(mu[0])
-        row[0], row[1] = mu.shape[0], mu.norm(dim=1).sum()
-        sums = torch.stack([mu.sum(0), (mu**2).sum(0), row])
+        extra = torch.stack([mu.new_tensor(float(mu.shape[0])), mu.norm(dim=1).sum()])
+        sums = torch.cat([mu.sum(0), (mu**2).sum(0), extra])
         self._sums = sums if self._sums is None else self._sums + sums
 
     def compute(self, reduce: Callable[[Tensor], Tensor] = lambda x: x) -> dict[str, float]:
@@ -34,14 +33,15 @@ class LatentStats:
         if self._sums is None:
             return {}
         sums, self._sums = reduce(self._sums), None
-        n = sums[2, 0].clamp(min=1)
-        mean = sums[0] / n
-        var = (sums[1] / n - mean**2).clamp(min=0) * n / (n - 1).clamp(min=1)
+        d = (sums.numel() - 2) // 2
+        n, norm_sum = sums[2 * d].clamp(min=1), sums[2 * d + 1]
+        mean = sums[:d] / n
+        var = (sums[d : 2 * d] / n - mean**2).clamp(min=0) * n / (n - 1).clamp(min=1)
         std = var.sqrt()
         return {
             "std_mean": std.mean().item(),
             "std_min": std.min().item(),
             "std_max": std.max().item(),
-            "norm_mean": (sums[2, 1] / n).item(),
+            "norm_mean": (norm_sum / n).item(),
             "active_units": float((var > self.threshold).sum().item()),
         }

@@ -38,6 +38,8 @@ def make_betas(
             raise ValueError(f"constant schedule needs 0 < beta < 1 (got {beta})")
         return torch.full((timesteps,), beta, dtype=torch.float64)
     if kind == "linear":
+        if not 0.0 < beta_start <= beta_end < 1.0:
+            raise ValueError(f"linear schedule needs 0 < beta_start <= beta_end < 1 (got {beta_start}, {beta_end})")
         scale = 1000.0 / timesteps  # keep the total noise of DDPM's 1000-step schedule
         return torch.linspace(scale * beta_start, min(scale * beta_end, 0.999), timesteps, dtype=torch.float64)
     if kind == "cosine":

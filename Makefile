@@ -1,0 +1,120 @@
+# diled development tasks. Every target builds what it needs from a bare Python:
+#   make demo         train + use a small protein model (the newcomer's first command)
+#   make test         the default test suite, in .venv (all four distributions, editable)
+#   make test-shapes  install shapes: diled-core alone, then core + diled-protein, in a clean .venv-core
+#   make bench        run benchmarks/*.py, logs in benchmarks/results/
+#   make clean        build leftovers and .venv-core;  make distclean  also removes .venv
+#
+# The torch pins live here (the pyproject ranges stay loose for users elsewhere).
+
+PYTHON      ?= python3.11
+VENV        ?= .venv
+VENV_CORE   ?= .venv-core
+TORCH_PINS  ?= torch==2.14.1 torchvision==0.29.1
+TORCH_PIN   ?= torch==2.14.1
+MODLAMP_PIN ?= modlamp==4.3.3
+PYTEST_ARGS ?=
+DEMO_ARGS   ?=
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+DISTS      := src/diled_core src/diled_protein src/diled_text src/diled_image
+PYPROJECTS := $(addsuffix /pyproject.toml,$(DISTS))
+PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_PROGRESS_BAR := off
+export PIP_NO_INPUT := 1
+
+.PHONY: help install test test-shapes demo bench clean distclean
+
+help:
+	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+
+# --- the development environment (.venv) -----------------------------------------------------------
+# Stamps live inside the venv, so deleting .venv starts over; a second `make install` does nothing.
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch.stamp: Makefile | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH_PINS)
+	touch $@
+
+# Re-runs when any distribution's pyproject.toml (or this Makefile) is newer than the stamp.
+$(VENV)/.install.stamp: $(VENV)/.torch.stamp $(PYPROJECTS)
+	$(PIP) install -q $(TORCH_PINS) $(addprefix -e ,$(DISTS)) pytest
+	$(PIP) install -q --no-deps $(MODLAMP_PIN)
+	touch $@
+
+install: $(VENV)/.install.stamp
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m diled_protein.demo $(DEMO_ARGS)
+
+bench: install
+	@shopt -s nullglob; mkdir -p benchmarks/results; n=0; \
+	for s in benchmarks/[!_]*.py; do \
+	  n=$$((n + 1)); name=$$(basename $$s .py); echo "== $$s (log: benchmarks/results/$$name.log)"; \
+	  $(PY) $$s 2>&1 | tee benchmarks/results/$$name.log; \
+	done; \
+	if [ $$n -eq 0 ]; then echo "bench: no benchmarks/*.py scripts yet"; fi
+
+# --- install shapes (.venv-core, always rebuilt from scratch) --------------------------------------
+# Non-editable installs from a clean venv prove that each distribution declares what it needs:
+#   1. diled-core alone: tests/core pass, and no plugin dependency came along;
+#   2. + diled-protein: tests/protein pass with only the core beside it.
+
+define CHECK_SHAPE
+import importlib.util, sys
+present, absent = (a.split(",") if a else [] for a in sys.argv[1:3])
+errors = []
+for name in present:
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        errors.append(f"{name} should be importable but is not")
+    elif name.startswith("diled_") and not (spec.origin or "").startswith(sys.prefix):
+        errors.append(f"{name} comes from {spec.origin}, not from this venv ({sys.prefix})")
+    else:
+        print(f"  ok: {name} -> {spec.origin}")
+for name in absent:
+    if importlib.util.find_spec(name) is not None:
+        errors.append(f"{name} is importable but should not be: which dependency pulled it in? "
+                      f"(`{sys.executable} -m pip show {name}` lists Required-by)")
+    else:
+        print(f"  ok: {name} not installed")
+if errors:
+    sys.exit("install shape check failed:\n  " + "\n  ".join(errors))
+endef
+export CHECK_SHAPE
+
+VPY := $(VENV_CORE)/bin/python
+
+test-shapes:
+	@echo "== shape 1/2: diled-core alone (clean $(VENV_CORE), non-editable)"
+	rm -rf $(VENV_CORE) src/diled_core/build src/diled_protein/build
+	$(PYTHON) -m venv $(VENV_CORE)
+	$(VPY) -m pip install -q $(TORCH_PIN)
+	$(VPY) -m pip install -q $(TORCH_PIN) "./src/diled_core[test]"
+	$(VPY) -c "$$CHECK_SHAPE" diled_core,lightning transformers,torchvision,esm,diled_protein,diled_text,diled_image
+	$(VPY) -m pytest tests/core $(PYTEST_ARGS)
+	@echo "== shape 2/2: diled-core + diled-protein (non-editable)"
+	$(VPY) -m pip install -q $(TORCH_PIN) ./src/diled_protein
+	$(VPY) -m pip install -q --no-deps $(MODLAMP_PIN)
+	$(VPY) -c "$$CHECK_SHAPE" diled_core,diled_protein,esm,modlamp transformers,torchvision,diled_text,diled_image
+	$(VPY) -m pytest tests/protein $(PYTEST_ARGS)
+
+# --- cleaning -------------------------------------------------------------------------------------
+
+clean:
+	rm -rf $(VENV_CORE) .pytest_cache .ruff_cache build src/*/build src/*/*.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,95 @@
+"""Plugin discovery through the `diled.modalities` entry-point group, and shipped YAML configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from diled_core.cli import DiledCLI, main
+from diled_core.registry import MissingPluginError, Modality, load_modalities, require_modality
+from diled_core.toy import ToyDataModule, ToyDecoder, ToyEncoder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fake_distribution(root: Path, name: str, entry: str, module_source: str) -> None:
+    """A minimal installed distribution on sys.path: a module plus dist-info with one entry point."""
+    (root / f"{name}.py").write_text(module_source)
+    info = root / f"{name}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[diled.modalities]\n{entry} = {name}:MODALITY\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_toy_is_registered_through_the_entry_point_group() -> None:
+    toy = load_modalities()["toy"]
+    assert toy.distribution == "diled-core" and toy.modality.datamodules == (ToyDataModule,)
+
+
+def test_broken_plugin_is_skipped_with_a_warning_naming_its_distribution(site: Path) -> None:
+    _fake_distribution(site, "broken_plug", "broken", "raise ImportError('needs libfoo')\n")
+    with pytest.warns(RuntimeWarning, match="broken_plug.*needs libfoo"):
+        found = load_modalities()
+    assert "broken" not in found and "toy" in found
+
+
+def test_entry_point_that_is_not_a_modality_is_skipped(site: Path) -> None:
+    _fake_distribution(site, "wrong_plug", "wrong", "MODALITY = 42\n")
+    with pytest.warns(RuntimeWarning, match="wrong_plug.*not a diled_core.Modality"):
+        assert "wrong" not in load_modalities()
+
+
+def test_third_party_plugin_is_found_with_its_version(site: Path) -> None:
+    source = (
+        "from diled_core import Modality\nfrom diled_core.toy import ToyDataModule, ToyEncoder, ToyDecoder\n"
+        "MODALITY = Modality('extra', (ToyDataModule,), (ToyEncoder,), (ToyDecoder,), 'a test plugin')\n"
+    )
+    _fake_distribution(site, "extra_plug", "extra", source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = load_modalities()
+    assert found["extra"].distribution == "extra_plug" and found["extra"].version == "0.3"
+
+
+def test_missing_modality_says_which_package_to_install() -> None:
+    with pytest.raises(MissingPluginError, match="pip install diled-nowhere"):
+        require_modality("nowhere")
+
+
+def test_modality_checks_its_classes() -> None:
+    with pytest.raises(TypeError, match="not a Encoder subclass"):
+        Modality("bad", (ToyDataModule,), (ToyDecoder,), (ToyDecoder,))
+
+
+def test_plugins_command_lists_distribution_and_version(capsys) -> None:
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:2] == ["toy", "diled-core"] for line in out.splitlines())
+
+
+def _shipped_configs() -> list[Path]:
+    return sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", _shipped_configs(), ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_shipped_yaml_builds_against_the_real_signatures(config: Path, monkeypatch) -> None:
+    """Parse and instantiate model, datamodule and trainer from each shipped config (no training)."""
+    text = config.read_text()
+    for plugin in ("diled_protein", "diled_text", "diled_image"):
+        if plugin in text and importlib.util.find_spec(plugin) is None:
+            pytest.skip(f"{plugin} is not installed")
+    monkeypatch.chdir(REPO)  # configs use paths relative to the repository root
+    monkeypatch.setattr(sys, "argv", ["diled"])
+    cli = DiledCLI(args=["--config", str(config)], run=False)
+    assert cli.model.encoder.latent_dim > 0
+    cli.datamodule.check_compatible(cli.model.encoder, cli.model.decoder)
