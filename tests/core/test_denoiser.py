@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from diled_core.denoiser import RegressionHead, SkipMLP, timestep_embedding
 
 D, WIDTH, DEPTH, TIME_DIM = 5, 16, 4, 8

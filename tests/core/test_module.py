@@ -8,10 +8,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from diled_core import DiLED, RegressionHead, SkipMLP
 from diled_core.toy import ToyDataModule, ToyDecoder, ToyEncoder, mmd_rbf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def make_model(**kw) -> DiLED:

@@ -8,10 +8,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from diled_core.cli import DiledCLI, main
 from diled_core.registry import MissingPluginError, Modality, load_modalities, require_modality
-from diled_core.toy import ToyDataModule, ToyDecoder, ToyEncoder
+from diled_core.toy import ToyDataModule, ToyDecoder
 
 REPO = Path(__file__).resolve().parents[2]
 

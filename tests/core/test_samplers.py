@@ -15,7 +15,6 @@ from functools import partial
 
 import pytest
 import torch
-
 from diled_core.samplers import ddim_invert, ddim_sample, ddim_timesteps, ddpm_sample
 from diled_core.schedule import NoiseSchedule
 

@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-
 from diled_core.schedule import NoiseSchedule, make_betas
 
 KINDS = ["constant", "linear", "cosine"]

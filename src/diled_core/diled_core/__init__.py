@@ -17,7 +17,7 @@ from .diffusion import combine_terms, diffusion_mse, q_sample, rec_weight, sampl
 from .interfaces import AuxHead, Batch, Decoder, DiledDataModule, Encoder, Guidance, PredictTask
 from .io import atomic_write
 from .module import DiLED, NonFiniteLossError
-from .predict import PredictOptions, PredictionWriter
+from .predict import PredictionWriter, PredictOptions
 from .registry import Modality, load_modalities
 from .samplers import ddim_invert, ddim_sample, ddim_timesteps, ddpm_sample
 from .schedule import NoiseSchedule, make_betas

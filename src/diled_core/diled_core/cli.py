@@ -132,6 +132,8 @@ class DiledCLI(LightningCLI):
         self.datamodule.configure_prediction(
             options.task, split=options.split, num_samples=options.num_samples, max_examples=options.max_examples
         )
+        # no checkpointing while predicting (it would only restore and warn about its dirpath)
+        self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, ModelCheckpoint)]
         self.trainer.callbacks.append(PredictionWriter(options))
 
     def after_predict(self) -> None:

@@ -19,7 +19,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
 from .denoiser import SkipMLP
-from .diffusion import RecWeighting, Training, combine_terms, diffusion_mse, q_sample, rec_weight, sample_timesteps
+from .diffusion import (
+    RecWeighting,
+    Training,
+    combine_terms,
+    diffusion_mse,
+    q_sample,
+    rec_weight,
+    sample_timesteps,
+)
 from .interfaces import AuxHead, Batch, Decoder, Encoder, Guidance
 from .monitoring import LatentStats
 from .predict import PredictOptions, run_predict_task
@@ -294,10 +302,12 @@ class DiLED(LightningModule):
     def optimise(self, mu: Tensor, steps: int = 100, lr: float = 0.05, max_distance: float | None = None) -> Tensor:
         """Gradient ascent of the head's prediction in μ space (method.md §4, "Proteins").
 
-        ``max_distance`` (in units of √d) keeps each latent within a ball around its start."""
+        ``max_distance`` keeps each latent within a ball around its start, in units of the latent's
+        spread ‖std(μ)‖ over the given batch (√d for a single example), so 1.0 is one typical distance."""
         if self.head is None:
             raise ValueError("optimise needs a model trained with a head (model.head in the config)")
-        radius = None if max_distance is None else max_distance * math.sqrt(mu.shape[-1])
+        spread = mu.float().std(0).norm().item() if mu.shape[0] > 1 else math.sqrt(mu.shape[-1])
+        radius = None if max_distance is None else max_distance * spread
         with torch.inference_mode(False), torch.enable_grad():  # also inside Trainer.predict
             start = mu.detach().to(self.device).clone()
             z = start.clone().requires_grad_(True)

@@ -1,0 +1,176 @@
+"""Encoder / decoder contract: shapes, masking, per-example NLL, decoding, gradients, ESM-2 options."""
+
+from __future__ import annotations
+
+import argparse
+
+import esm
+import pytest
+import torch
+import torch.nn.functional as F
+from diled_protein import ConvDecoder, ESM2Encoder, ProteinVocab, ReLSOEncoder
+
+V = ProteinVocab()
+
+
+def tokens(seqs: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    t = torch.stack([V.encode(s, max_length) for s in seqs])
+    return {"tokens": t, "mask": V.residue_mask(t)}
+
+
+def small_relso(d: int = 8) -> ReLSOEncoder:
+    return ReLSOEncoder(d, embed_dim=16, num_layers=2, num_heads=2, ff_dim=32, dropout=0.0)
+
+
+def test_relso_defaults_are_the_paper_sizes():
+    enc = ReLSOEncoder()
+    assert enc.latent_dim == 30 and enc.embed.embedding_dim == 100
+    assert len(enc.transformer.layers) == 6 and enc.transformer.layers[0].self_attn.num_heads == 4
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        small_relso,
+        lambda: ESM2Encoder(8, num_layers=1, embed_dim=16, attention_heads=2),
+        lambda: ESM2Encoder(8, num_layers=1, embed_dim=16, attention_heads=2, pooling="attention"),
+    ],
+)
+def test_encoders_give_mu_independent_of_padding_width(make):
+    torch.manual_seed(0)
+    enc = make().eval()
+    seqs = ["ACDEFG", "KLM", "WYVPQRSTAC"]
+    mu = enc(tokens(seqs, 12))
+    assert mu.shape == (3, 8) and torch.isfinite(mu).all()
+    wide = enc(tokens(seqs, 30))  # more padding must not change μ
+    torch.testing.assert_close(mu, wide, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(mu[0], mu[1])
+
+
+def test_flatten_pooling_needs_the_width():
+    torch.manual_seed(0)
+    enc = ReLSOEncoder(
+        8, embed_dim=16, num_layers=1, num_heads=2, ff_dim=32, dropout=0.0, pooling="flatten", max_length=12
+    ).eval()
+    assert enc.to_latent.in_features == 13 * 16
+    b = tokens(["ACDEFG", "KLM"], 12)
+    mu = enc(b)
+    assert mu.shape == (2, 8) and torch.isfinite(mu).all()
+    with pytest.raises(ValueError, match="built for 13 positions"):
+        enc(tokens(["ACD"], 20))
+    with pytest.raises(ValueError, match="needs the sequence length"):
+        ReLSOEncoder(8, pooling="flatten")
+
+
+def test_decoder_nll_is_per_example_mean_cross_entropy_over_residues_and_eos():
+    torch.manual_seed(0)
+    dec = ConvDecoder(8, 6, channels=16, num_layers=1, dropout=0.0)
+    b = tokens(["ACD", "KLMNPQ"], 6)
+    z = torch.randn(2, 8)
+    nll = dec.nll(z, b)
+    assert nll.shape == (2,) and torch.isfinite(nll).all()
+    logp = F.log_softmax(dec.logits(z), -1)
+    classes = dec.to_class[b["tokens"]]
+    for i, n in enumerate([3, 6]):
+        manual = -torch.stack([logp[i, p, classes[i, p]] for p in range(n + 1)]).mean()  # residues + eos
+        torch.testing.assert_close(nll[i], manual)
+
+
+def test_decoder_rejects_a_batch_of_another_width():
+    with pytest.raises(ValueError, match="max_length=6"):
+        ConvDecoder(8, 6).nll(torch.zeros(1, 8), tokens(["ACD"], 9))
+
+
+def test_decode_output_is_well_formed_and_forces_an_end():
+    torch.manual_seed(0)
+    dec = ConvDecoder(4, 10, channels=8, num_layers=1).eval()
+    with torch.no_grad():
+        dec.out.bias[-1] = -1e4  # <eos> is never the argmax: sequences run to max_length
+    out = dec.decode(torch.randn(5, 4))
+    assert out["tokens"].shape == (5, 11) and out["mask"].shape == (5, 11)
+    assert (out["tokens"][:, 10] == V.eos_idx).all() and out["mask"][:, :10].all()
+    with torch.no_grad():
+        dec.out.bias[-1] = 1e4  # <eos> always: empty sequences
+    out = dec.decode(torch.randn(5, 4))
+    assert (out["tokens"][:, 0] == V.eos_idx).all() and (out["tokens"][:, 1:] == V.pad_idx).all()
+    assert not out["mask"].any() and V.decode(out["tokens"]) == [""] * 5
+
+
+@pytest.mark.parametrize(
+    "make_encoder", [small_relso, lambda: ESM2Encoder(8, num_layers=1, embed_dim=16, attention_heads=2)]
+)
+def test_autoencoder_learns_to_reconstruct_and_gradients_reach_the_encoder(make_encoder):
+    torch.manual_seed(0)
+    enc, dec = make_encoder(), ConvDecoder(8, 12, channels=32, num_layers=2, dropout=0.0)
+    seqs = ["ACDEFGHIK", "KLMN", "WYVPQRSTAC", "GGHHC"]
+    b = tokens(seqs, 12)
+    loss = dec.nll(enc(b), b).mean()
+    loss.backward()
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for n, p in enc.named_parameters() if p.requires_grad
+    )
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        dec.nll(enc(b), b).mean().backward()
+        opt.step()
+    enc.eval(), dec.eval()
+    with torch.no_grad():
+        out = dec.decode(enc(b))
+    assert V.decode(out["tokens"]) == seqs
+    assert torch.equal(out["tokens"], b["tokens"]) and torch.equal(out["mask"], b["mask"])
+
+
+def test_esm2_representation_matches_fair_esm_forward():
+    torch.manual_seed(0)
+    enc = ESM2Encoder(8, num_layers=2, embed_dim=16, attention_heads=2).eval()
+    ref = esm.model.esm2.ESM2(2, 16, 2, V.alphabet).eval()
+    missing = ref.load_state_dict(enc.esm.state_dict(), strict=False).missing_keys
+    assert all(k.startswith(("lm_head", "contact_head")) for k in missing)
+    t = tokens(["ACDEFG", "KLM"], 8)["tokens"]
+    t = torch.cat([torch.full_like(t[:, :1], V.cls_idx), t], 1)
+    expected = ref(t, repr_layers=[2])["representations"][2]
+    torch.testing.assert_close(enc._represent(t), expected)
+
+
+def test_esm2_freeze_trains_only_the_projection():
+    enc = ESM2Encoder(8, num_layers=1, embed_dim=16, attention_heads=2, freeze=True)
+    enc(tokens(["ACDE"], 6)).sum().backward()
+    assert all(p.grad is None for p in enc.esm.parameters())
+    assert enc.to_latent.weight.grad is not None
+
+
+def test_esm2_loads_a_local_fair_esm_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    src = esm.model.esm2.ESM2(1, 16, 2, V.alphabet).eval()
+    state = {
+        f"encoder.sentence_encoder.{k}": v
+        for k, v in src.state_dict().items()
+        if not k.startswith("contact_head.regression")
+    }
+    cfg = argparse.Namespace(
+        encoder_layers=1, encoder_embed_dim=16, encoder_attention_heads=2, token_dropout=True
+    )
+    path = tmp_path / "esm2_t1_tiny.pt"
+    torch.save({"model": state, "cfg": {"model": cfg}}, path)  # the layout of fair-esm's released files
+    enc = ESM2Encoder(8, weights_path=str(path)).eval()
+    assert enc.esm.embed_dim == 16 and len(enc.esm.layers) == 1
+    t = tokens(["ACDEFG"], 8)["tokens"]
+    t = torch.cat([torch.full_like(t[:, :1], V.cls_idx), t], 1)
+    torch.testing.assert_close(enc._represent(t), src(t, repr_layers=[1])["representations"][1])
+
+
+def test_esm2_bad_weights_paths_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not found.*weights_path: null"):
+        ESM2Encoder(8, weights_path=str(tmp_path / "missing.pt"))
+    junk = tmp_path / "esm2_junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot load .*esm2_junk.pt"):
+        ESM2Encoder(8, weights_path=str(junk))
+
+
+def test_bad_sizes_are_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        ReLSOEncoder(8, embed_dim=10, num_heads=4)
+    with pytest.raises(ValueError, match="odd"):
+        ConvDecoder(8, 10, kernel_size=4)
