@@ -41,7 +41,7 @@ def hamming(a: str, b: str) -> int:
 def generation_stats(seqs: list[str], train: list[str], rng: random.Random) -> dict[str, float]:
     ref = rng.sample(train, min(5000, len(train)))
     min_dist = [min(hamming(s, r) for r in ref) for s in seqs]
-    pairs = [hamming(a, b) for i, a in enumerate(seqs) for b in seqs[i + 1:]]
+    pairs = [hamming(a, b) for i, a in enumerate(seqs) for b in seqs[i + 1 :]]
     return {
         "validity": sum(bool(s) and set(s) <= CANONICAL for s in seqs) / len(seqs),
         "median_min_hamming_to_train": statistics.median(min_dist),
@@ -54,19 +54,45 @@ def diled(*args: str) -> None:
 
 
 def run_mode(mode: str, minutes: float, data: Path, root: Path, stage_one_steps: int) -> dict:
-    data_args = ["--data.init_args.path", str(data / "gifford_train.csv"),
-                 "--data.init_args.test_path", str(data / "gifford_test.csv")]
+    data_args = [
+        "--data.init_args.path",
+        str(data / "gifford_train.csv"),
+        "--data.init_args.test_path",
+        str(data / "gifford_test.csv"),
+    ]
     run_root = root / mode
     start = time.time()
-    diled("fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(run_root), *data_args,
-          "--trainer.max_time", f"00:00:{int(minutes)}:{int(minutes % 1 * 60):02d}",
-          "--model.training", mode, "--model.stage_one_steps", str(stage_one_steps))
+    diled(
+        "fit",
+        "--config",
+        str(CONFIG),
+        "--trainer.default_root_dir",
+        str(run_root),
+        *data_args,
+        "--trainer.max_time",
+        f"00:00:{int(minutes)}:{int(minutes % 1 * 60):02d}",
+        "--model.training",
+        mode,
+        "--model.stage_one_steps",
+        str(stage_one_steps),
+    )
     fit_seconds = time.time() - start
     (ckpt,) = run_root.glob("lightning_logs/version_*/checkpoints/last.ckpt")
     out = run_root / "predictions"
     for task in ("reconstruct", "encode"):
-        diled("predict", "--config", str(ckpt.parents[1] / "config.yaml"), "--ckpt_path", str(ckpt),
-              "--prediction.task", task, "--prediction.output_dir", str(out), "--trainer.enable_progress_bar", "false")
+        diled(
+            "predict",
+            "--config",
+            str(ckpt.parents[1] / "config.yaml"),
+            "--ckpt_path",
+            str(ckpt),
+            "--prediction.task",
+            task,
+            "--prediction.output_dir",
+            str(out),
+            "--trainer.enable_progress_bar",
+            "false",
+        )
     metrics = json.loads((out / "metrics.json").read_text())
 
     from diled_core import DiLED
@@ -99,10 +125,18 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["joint", "two_stage", "autoencoder"])
     args = parser.parse_args()
     if not (args.data / "gifford_train.csv").is_file():
-        sys.exit(f"benchmark: {args.data}/gifford_train.csv not found; pass --data DIR (see ../shared/data/README.md)")
+        sys.exit(
+            f"benchmark: {args.data}/gifford_train.csv not found; pass --data DIR (../shared/data/README.md)"
+        )
 
-    train = [line.split(",")[0].replace("J", "") for line in (args.data / "gifford_train.csv").read_text().splitlines()[1:]]
-    test = [line.split(",")[0].replace("J", "") for line in (args.data / "gifford_test.csv").read_text().splitlines()[1:]]
+    train = [
+        line.split(",")[0].replace("J", "")
+        for line in (args.data / "gifford_train.csv").read_text().splitlines()[1:]
+    ]
+    test = [
+        line.split(",")[0].replace("J", "")
+        for line in (args.data / "gifford_test.csv").read_text().splitlines()[1:]
+    ]
     rows, stage_one = [], 1000
     for mode in args.modes:
         row = run_mode(mode, args.minutes, args.data, args.root, stage_one)
@@ -113,18 +147,40 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     reference = generation_stats(random.Random(1).sample(test, 256), train, random.Random(0))
 
-    cols = ["mode", "optimizer_steps", "token_accuracy", "exact_match", "spearman", "validity",
-            "median_min_hamming_to_train", "diversity_mean_pairwise_hamming", "generate_256_seconds"]
+    cols = [
+        "mode",
+        "optimizer_steps",
+        "token_accuracy",
+        "exact_match",
+        "spearman",
+        "validity",
+        "median_min_hamming_to_train",
+        "diversity_mean_pairwise_hamming",
+        "generate_256_seconds",
+    ]
     print("\n" + " | ".join(cols))
     for row in rows:
         print(" | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
-    print("real test sequences (256) | - | - | - | - | " + " | ".join(
-        f"{reference[c]:.4g}" for c in ("validity", "median_min_hamming_to_train", "diversity_mean_pairwise_hamming")))
+    print(
+        "real test sequences (256) | - | - | - | - | "
+        + " | ".join(
+            f"{reference[c]:.4g}"
+            for c in ("validity", "median_min_hamming_to_train", "diversity_mean_pairwise_hamming")
+        )
+    )
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "protein_gifford.json").write_text(json.dumps(
-        {"minutes": args.minutes, "cpu_threads": torch.get_num_threads(), "rows": rows, "test_reference": reference},
-        indent=2))
+    (results / "protein_gifford.json").write_text(
+        json.dumps(
+            {
+                "minutes": args.minutes,
+                "cpu_threads": torch.get_num_threads(),
+                "rows": rows,
+                "test_reference": reference,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

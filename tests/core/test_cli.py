@@ -15,8 +15,18 @@ from diled_core.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / "configs" / "toy" / "fit.yaml")
-FAST = ["--trainer.enable_progress_bar", "false", "--data.init_args.n_train", "512", "--data.init_args.n_val", "128",
-        "--data.init_args.n_test", "128", "--data.init_args.batch_size", "64"]
+FAST = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.init_args.n_train",
+    "512",
+    "--data.init_args.n_val",
+    "128",
+    "--data.init_args.n_test",
+    "128",
+    "--data.init_args.batch_size",
+    "64",
+]
 DILED = shutil.which("diled", path=str(Path(sys.executable).parent)) or "diled"
 
 
@@ -49,9 +59,25 @@ def toy_run(tmp_path_factory) -> Path:
 def test_predict_every_task(toy_run: Path, tmp_path: Path, task: str, files: list[str], metric: str) -> None:
     config = toy_run.parents[1] / "config.yaml"
     out = tmp_path / "out"
-    args = ["predict", "--config", str(config), "--ckpt_path", str(toy_run), "--prediction.task", task,
-            "--prediction.output_dir", str(out), "--prediction.max_examples", "20", "--prediction.num_samples", "20",
-            "--prediction.steps", "10", "--trainer.enable_progress_bar", "false"]
+    args = [
+        "predict",
+        "--config",
+        str(config),
+        "--ckpt_path",
+        str(toy_run),
+        "--prediction.task",
+        task,
+        "--prediction.output_dir",
+        str(out),
+        "--prediction.max_examples",
+        "20",
+        "--prediction.num_samples",
+        "20",
+        "--prediction.steps",
+        "10",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     assert main(args) == 0
     for name in files:
         lines = (out / name).read_text().splitlines()
@@ -81,9 +107,24 @@ def test_resume_continues_step_count(tmp_path: Path) -> None:
 def test_bf16_mixed_fit_and_predict(tmp_path: Path) -> None:
     assert fit(tmp_path, "--trainer.max_steps", "4", "--trainer.precision", "bf16-mixed") == 0
     out = tmp_path / "out"
-    args = ["predict", "--config", TOY, "--ckpt_path", str(last_ckpt(tmp_path)), "--prediction.task", "generate",
-            "--prediction.num_samples", "16", "--prediction.steps", "5", "--prediction.output_dir", str(out),
-            "--trainer.precision", "bf16-mixed", *FAST]
+    args = [
+        "predict",
+        "--config",
+        TOY,
+        "--ckpt_path",
+        str(last_ckpt(tmp_path)),
+        "--prediction.task",
+        "generate",
+        "--prediction.num_samples",
+        "16",
+        "--prediction.steps",
+        "5",
+        "--prediction.output_dir",
+        str(out),
+        "--trainer.precision",
+        "bf16-mixed",
+        *FAST,
+    ]
     assert main(args) == 0
     assert len((out / "samples.csv").read_text().splitlines()) == 17
 
@@ -92,13 +133,40 @@ def test_bf16_mixed_fit_and_predict(tmp_path: Path) -> None:
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    run = lambda *a: subprocess.run([DILED, *a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # noqa: E731
-    fitted = run("fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "6", *FAST, *ddp)
+
+    def run(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run([DILED, *a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    fitted = run(
+        "fit",
+        "--config",
+        TOY,
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.max_steps",
+        "6",
+        *FAST,
+        *ddp,
+    )
     assert fitted.returncode == 0, fitted.stderr[-3000:]
     out = tmp_path / "out"
-    predicted = run("predict", "--config", TOY, "--ckpt_path", str(last_ckpt(tmp_path)), "--prediction.task", "generate",
-                    "--prediction.num_samples", "32", "--prediction.steps", "5", "--prediction.output_dir", str(out),
-                    *FAST, *ddp)
+    predicted = run(
+        "predict",
+        "--config",
+        TOY,
+        "--ckpt_path",
+        str(last_ckpt(tmp_path)),
+        "--prediction.task",
+        "generate",
+        "--prediction.num_samples",
+        "32",
+        "--prediction.steps",
+        "5",
+        "--prediction.output_dir",
+        str(out),
+        *FAST,
+        *ddp,
+    )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     rows = [len((out / f).read_text().splitlines()) - 1 for f in ("samples.csv", "samples.rank1.csv")]
     assert rows == [16, 16]  # one file per rank, the samples split between them
@@ -110,7 +178,9 @@ def test_help_plugins_and_print_config_from_installed_command(tmp_path: Path) ->
         done = subprocess.run([DILED, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     assert "toy" in subprocess.run([DILED, "plugins"], capture_output=True, text=True).stdout
-    printed = subprocess.run([DILED, "fit", "--config", TOY, "--print_config"], capture_output=True, text=True).stdout
+    printed = subprocess.run(
+        [DILED, "fit", "--config", TOY, "--print_config"], capture_output=True, text=True
+    ).stdout
     assert "ToyEncoder" in printed and "training: joint" in printed
 
 
@@ -129,7 +199,9 @@ def test_unknown_modality_says_what_to_install(capsys) -> None:
 
 def test_config_typo_names_the_key(tmp_path: Path, capsys) -> None:
     typo = tmp_path / "typo.yaml"
-    typo.write_text(Path(TOY).read_text().replace("latent_dim: 4, hidden: 128}", "latent_dm: 4, hidden: 128}", 1))
+    typo.write_text(
+        Path(TOY).read_text().replace("latent_dim: 4, hidden: 128}", "latent_dm: 4, hidden: 128}", 1)
+    )
     code, err = _error(capsys, ["fit", "--config", str(typo)])
     assert code == 2 and "latent_dm" in err and "model.encoder" in err
 
@@ -151,11 +223,25 @@ def test_checkpoint_of_another_modality(toy_run: Path, tmp_path: Path, capsys) -
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, capsys) -> None:
-    code, err = _error(capsys, [
-        "fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), *FAST, "--trainer.max_steps", "200",
-        "--checkpoint.every_n_train_steps", "1",
-        "--model.optimizer.class_path", "torch.optim.SGD", "--model.optimizer.init_args.lr", "1e12",
-    ])
+    code, err = _error(
+        capsys,
+        [
+            "fit",
+            "--config",
+            TOY,
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            *FAST,
+            "--trainer.max_steps",
+            "200",
+            "--checkpoint.every_n_train_steps",
+            "1",
+            "--model.optimizer.class_path",
+            "torch.optim.SGD",
+            "--model.optimizer.init_args.lr",
+            "1e12",
+        ],
+    )
     assert code == 1 and ("non-finite" in err.lower() or "nan" in err.lower())
     ckpt = torch.load(last_ckpt(tmp_path), weights_only=True)
     assert 0 < ckpt["global_step"] < 200

@@ -27,8 +27,12 @@ def make_model(**kw) -> DiLED:
 
 def trainer(root: Path, steps: int, **kw) -> L.Trainer:
     return L.Trainer(
-        max_steps=steps, accelerator="cpu", default_root_dir=root, enable_progress_bar=False,
-        enable_model_summary=False, **kw,
+        max_steps=steps,
+        accelerator="cpu",
+        default_root_dir=root,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
     )
 
 
@@ -78,7 +82,9 @@ def test_ddim_inversion_round_trip_on_trained_model(trained) -> None:
     _, model, dm, _ = trained
     batch = dm.collate([dm.dataset("test")[i] for i in range(64)])
     mu = model.encode(batch)
-    errors = [(model.uninvert(model.invert(mu, steps=s), steps=s) - mu).norm(dim=1).mean().item() for s in (10, 100)]
+    errors = [
+        (model.uninvert(model.invert(mu, steps=s), steps=s) - mu).norm(dim=1).mean().item() for s in (10, 100)
+    ]
     assert errors[1] < errors[0] and errors[1] < 0.05 * mu.norm(dim=1).mean().item(), errors
 
 
@@ -101,8 +107,16 @@ def test_latent_health_logged_every_epoch(trained) -> None:
     acc = EventAccumulator(str(events))
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for tag in ("latent/std_mean", "latent/norm_mean", "latent/active_units", "train/rec", "train/diffusion",
-                "train/head", "train/loss", "val/loss"):
+    for tag in (
+        "latent/std_mean",
+        "latent/norm_mean",
+        "latent/active_units",
+        "train/rec",
+        "train/diffusion",
+        "train/head",
+        "train/loss",
+        "val/loss",
+    ):
         assert tag in tags, tag
     active = [e.value for e in acc.Scalars("latent/active_units")]
     assert len(active) >= 3 and active[-1] == 4  # one value per epoch; all 4 dims in use
@@ -118,9 +132,13 @@ def test_load_from_checkpoint_rebuilds_without_objects(trained, tmp_path: Path) 
     ckpt = torch.load(path, weights_only=True)  # loadable without executing code
     assert "encoder" not in ckpt["hyper_parameters"]
     fresh = make_model()
-    loaded = DiLED.load_from_checkpoint(path, encoder=fresh.encoder, decoder=fresh.decoder,
-                                        denoiser=partial(SkipMLP, width=256, depth=4),
-                                        head=partial(RegressionHead, hidden=32))
+    loaded = DiLED.load_from_checkpoint(
+        path,
+        encoder=fresh.encoder,
+        decoder=fresh.decoder,
+        denoiser=partial(SkipMLP, width=256, depth=4),
+        head=partial(RegressionHead, hidden=32),
+    )
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k
 
@@ -129,8 +147,22 @@ def test_cli_checkpoint_rebuilds_everything(tmp_path: Path) -> None:
     from diled_core.cli import main
 
     toy = Path(__file__).resolve().parents[2] / "configs" / "toy" / "fit.yaml"
-    assert main(["fit", "--config", str(toy), "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path),
-                 "--trainer.enable_progress_bar", "false"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                str(toy),
+                "--trainer.max_steps",
+                "3",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
+        == 0
+    )
     (ckpt,) = tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")
     model = DiLED.load_from_checkpoint(ckpt, weights_only=True)
     assert isinstance(model.encoder, ToyEncoder) and model.head is not None
@@ -192,6 +224,7 @@ def test_guidance_moves_samples_toward_the_target(trained) -> None:
     _, model, _, _ = trained
     g = lambda x, t: torch.zeros_like(x).index_fill_(1, torch.tensor([0]), 1.0)  # noqa: E731
     plain = model.sample_latents(256, steps=20, generator=torch.Generator().manual_seed(1))
-    guided = model.sample_latents(256, steps=20, generator=torch.Generator().manual_seed(1), guidance=g,
-                                  guidance_scale=2.0)
+    guided = model.sample_latents(
+        256, steps=20, generator=torch.Generator().manual_seed(1), guidance=g, guidance_scale=2.0
+    )
     assert guided[:, 0].mean() > plain[:, 0].mean() + 0.5

@@ -92,12 +92,16 @@ class DiledCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{epoch}-{step}"})
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if "weights_only" in self._subcommand_method_arguments[subcommand]:
             parser.set_defaults(weights_only=True)  # never execute code from a checkpoint
         if subcommand == "predict":
-            parser.add_class_arguments(PredictOptions, "prediction", help="What `diled predict` computes and writes.")
+            parser.add_class_arguments(
+                PredictOptions, "prediction", help="What `diled predict` computes and writes."
+            )
         return parser
 
     def _parse_ckpt_path(self) -> None:
@@ -110,7 +114,7 @@ class DiledCLI(LightningCLI):
             if saved and wanted and saved != wanted:
                 raise CheckpointError(
                     f"checkpoint {ckpt_path} was trained on the {saved!r} modality but the config's data is "
-                    f"{wanted!r}; pass the config the run was trained with (its config.yaml in the run folder)."
+                    f"{wanted!r}; pass the config the run was trained with (config.yaml in its run folder)."
                 )
         super()._parse_ckpt_path()
 
@@ -127,10 +131,15 @@ class DiledCLI(LightningCLI):
     def before_predict(self) -> None:
         options: PredictOptions = self.config_init.predict.prediction
         if not self.config.predict.get("ckpt_path"):
-            warnings.warn("diled predict without --ckpt_path uses an untrained model", UserWarning, stacklevel=1)
+            warnings.warn(
+                "diled predict without --ckpt_path uses an untrained model", UserWarning, stacklevel=1
+            )
         self.model.predict_options = options
         self.datamodule.configure_prediction(
-            options.task, split=options.split, num_samples=options.num_samples, max_examples=options.max_examples
+            options.task,
+            split=options.split,
+            num_samples=options.num_samples,
+            max_examples=options.max_examples,
         )
         # no checkpointing while predicting (it would only restore and warn about its dirpath)
         self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, ModelCheckpoint)]
@@ -153,7 +162,14 @@ def _plugins() -> int:
     return 0
 
 
-_USER_ERRORS = (ArgumentError, CheckpointError, MissingPluginError, NonFiniteLossError, FileNotFoundError, ValueError)
+_USER_ERRORS = (
+    ArgumentError,
+    CheckpointError,
+    MissingPluginError,
+    NonFiniteLossError,
+    FileNotFoundError,
+    ValueError,
+)
 
 
 def _explain(err: BaseException, argv: list[str]) -> str:

@@ -50,7 +50,9 @@ def sample_timesteps(schedule: NoiseSchedule, batch: int, device: torch.device, 
     return torch.randint(2, schedule.timesteps + 1, (batch,), device=device, generator=generator)
 
 
-def diffusion_mse(eps_model: EpsModel, schedule: NoiseSchedule, mu: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+def diffusion_mse(
+    eps_model: EpsModel, schedule: NoiseSchedule, mu: Tensor, t: Tensor, noise: Tensor
+) -> Tensor:
     """mean_d (ε − ε_θ(x_t, t))², shape ``[B]``; gradients reach μ through x_t."""
     x_t = q_sample(schedule, mu, t, noise)
     err = (noise - eps_model(x_t, t)) ** 2

@@ -109,13 +109,20 @@ class DiLED(LightningModule):
         self.denoiser = denoiser(d) if denoiser is not None else SkipMLP(d, width=512, depth=6)
         self.head = head(d) if head is not None else None
         self.schedule = NoiseSchedule(schedule, timesteps, beta)
-        self.training_mode, self.w, self.rec_weighting, self.head_weight = training, w, rec_weighting, head_weight
+        self.training_mode, self.w, self.rec_weighting, self.head_weight = (
+            training,
+            w,
+            rec_weighting,
+            head_weight,
+        )
         self.stage_one_steps = stage_one_steps
         self.sample_steps, self.sample_eta = sample_steps, sample_eta
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.ema: AveragedModel | None = None
         if ema_decay is not None and training != "autoencoder":
-            self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.ema = AveragedModel(
+                self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
             self.ema.requires_grad_(False)
         if training == "autoencoder":
             self.denoiser.requires_grad_(False)  # no diffusion term: the denoiser is never trained
@@ -139,7 +146,9 @@ class DiLED(LightningModule):
         net = self.ema.module if self.ema is not None else self.denoiser
         return net(x, t.to(x.dtype) / self.schedule.timesteps)
 
-    def loss_terms(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
+    def loss_terms(
+        self, batch: Batch, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Tensor], dict]:
         """Per-example ``[B]`` loss terms and their weights (method.md §3); reduced by the caller."""
         stage_two = self.in_stage_two
         diffusion_on = self.training_mode == "joint" or stage_two
@@ -276,7 +285,9 @@ class DiLED(LightningModule):
     @torch.no_grad()
     def uninvert(self, x_T: Tensor, steps: int | None = None) -> Tensor:
         """The inverse of :meth:`invert`: DDIM (η = 0) x_T -> x_1, returned as μ̂ = x_1 / √ᾱ_1."""
-        x1 = ddim_sample(self._eps_sampling, self.schedule, x_T.to(self.device), steps=steps or self.sample_steps)
+        x1 = ddim_sample(
+            self._eps_sampling, self.schedule, x_T.to(self.device), steps=steps or self.sample_steps
+        )
         return x1 / self.schedule.sqrt_alphas_cumprod[1]
 
     @torch.no_grad()
@@ -299,7 +310,9 @@ class DiLED(LightningModule):
         path = self.interpolate_latents(self.encode(a), self.encode(b), n, mode)
         return self.decode(path.flatten(0, 1))
 
-    def optimise(self, mu: Tensor, steps: int = 100, lr: float = 0.05, max_distance: float | None = None) -> Tensor:
+    def optimise(
+        self, mu: Tensor, steps: int = 100, lr: float = 0.05, max_distance: float | None = None
+    ) -> Tensor:
         """Gradient ascent of the head's prediction in μ space (method.md §4, "Proteins").
 
         ``max_distance`` keeps each latent within a ball around its start, in units of the latent's

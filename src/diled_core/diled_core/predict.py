@@ -71,7 +71,9 @@ def _select(batch: Batch, idx: Tensor) -> Batch:
 def run_predict_task(model: Any, batch: Batch, opts: PredictOptions, generator: torch.Generator) -> Batch:
     """One batch of one predict task on a :class:`~diled_core.DiLED` model."""
     if opts.task == "generate":
-        z = model.sample_latents(batch["index"].shape[0], opts.steps, opts.eta, opts.sampler, generator=generator)
+        z = model.sample_latents(
+            batch["index"].shape[0], opts.steps, opts.eta, opts.sampler, generator=generator
+        )
         return {"output": model.decode(z, generator=generator), "latent": z, "index": batch["index"]}
     mu = model.encode(batch)
     if opts.task == "reconstruct":
@@ -106,7 +108,9 @@ def run_predict_task(model: Any, batch: Batch, opts: PredictOptions, generator: 
             "pred_before": model.head(mu),
             "pred_after": model.head(mu_opt),
         }
-    raise ValueError(f"unknown predict task {opts.task!r}; choose reconstruct, generate, encode, interpolate, optimise")
+    raise ValueError(
+        f"unknown predict task {opts.task!r}; choose reconstruct, generate, encode, interpolate, optimise"
+    )
 
 
 def concat_outputs(parts: list[Batch]) -> Batch:
@@ -146,7 +150,9 @@ class PredictionWriter(BasePredictionWriter):
         self._parts: list[Batch] = []
         self.files: list[Path] = []
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ):
         self._parts.append(_to_cpu(prediction))
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:

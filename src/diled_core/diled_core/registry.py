@@ -8,7 +8,7 @@ with a warning naming its distribution.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from .interfaces import Decoder, DiledDataModule, Encoder
@@ -27,13 +27,14 @@ class Modality:
     encoders: tuple[type[Encoder], ...]
     decoders: tuple[type[Decoder], ...]
     description: str = ""
-    extra: tuple[type, ...] = field(default=())  # heads, callbacks ... made resolvable by short name
 
     def __post_init__(self) -> None:
         for kind, base in (("datamodules", DiledDataModule), ("encoders", Encoder), ("decoders", Decoder)):
             for cls in getattr(self, kind):
                 if not (isinstance(cls, type) and issubclass(cls, base)):
-                    raise TypeError(f"modality {self.name!r}: {kind} entry {cls!r} is not a {base.__name__} subclass")
+                    raise TypeError(
+                        f"modality {self.name!r}: {kind} entry {cls!r} is not a {base.__name__} subclass"
+                    )
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ def _eps(eps_model: EpsModel, schedule: NoiseSchedule, x: Tensor, t: int, guidan
 def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
     """The ``steps`` timesteps where ε_θ is evaluated, descending from T, evenly spaced over {2 … T}."""
     if not 1 <= steps <= timesteps - 1:
-        raise ValueError(f"steps must be in 1 … {timesteps - 1} for a {timesteps}-step schedule (got {steps})")
+        raise ValueError(
+            f"steps must be in 1 … {timesteps - 1} for a {timesteps}-step schedule (got {steps})"
+        )
     grid = torch.linspace(timesteps, 2, steps, dtype=torch.float64).round().long().tolist()
     return sorted(set(grid), reverse=True)
 

@@ -39,9 +39,13 @@ def make_betas(
         return torch.full((timesteps,), beta, dtype=torch.float64)
     if kind == "linear":
         if not 0.0 < beta_start <= beta_end < 1.0:
-            raise ValueError(f"linear schedule needs 0 < beta_start <= beta_end < 1 (got {beta_start}, {beta_end})")
+            raise ValueError(
+                f"linear schedule needs 0 < beta_start <= beta_end < 1 (got {beta_start}, {beta_end})"
+            )
         scale = 1000.0 / timesteps  # keep the total noise of DDPM's 1000-step schedule
-        return torch.linspace(scale * beta_start, min(scale * beta_end, 0.999), timesteps, dtype=torch.float64)
+        return torch.linspace(
+            scale * beta_start, min(scale * beta_end, 0.999), timesteps, dtype=torch.float64
+        )
     if kind == "cosine":
         s = 0.008
         steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
@@ -69,7 +73,9 @@ class NoiseSchedule(nn.Module):
     ) -> None:
         super().__init__()
         self.kind, self.timesteps = kind, timesteps
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64), make_betas(kind, timesteps, beta, beta_start, beta_end)])
+        betas = torch.cat(
+            [torch.zeros(1, dtype=torch.float64), make_betas(kind, timesteps, beta, beta_start, beta_end)]
+        )
         alphas = 1.0 - betas
         abar = torch.cumprod(alphas, dim=0)  # abar[0] = 1
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])

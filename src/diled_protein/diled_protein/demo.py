@@ -69,8 +69,20 @@ def run(config: Path, root: Path, overrides: list[str]) -> int:
     run_dir = _latest_run(root)
     ckpt, out = run_dir / "checkpoints" / "last.ckpt", run_dir / "predictions"
     for task, extra in TASKS.items():
-        code = diled(["predict", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
-                      "--prediction.task", task, "--prediction.output_dir", str(out), *extra])
+        code = diled(
+            [
+                "predict",
+                "--config",
+                str(run_dir / "config.yaml"),
+                "--ckpt_path",
+                str(ckpt),
+                "--prediction.task",
+                task,
+                "--prediction.output_dir",
+                str(out),
+                *extra,
+            ]
+        )
         if code:
             return code
     _log_latent_picture(run_dir, out)
@@ -95,7 +107,10 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("runs/demo"))
     args, overrides = parser.parse_known_args(argv)
     if not args.config.is_file():
-        print(f"demo: config {args.config} not found; run from the repository root or pass --config", file=sys.stderr)
+        print(
+            f"demo: config {args.config} not found; run from the repository root or pass --config",
+            file=sys.stderr,
+        )
         return 2
     return run(args.config, args.root, overrides)
 

@@ -94,8 +94,13 @@ class ToyDataModule(DiledDataModule):
                 )
 
     def write_predictions(self, task: PredictTask, outputs: Batch, out_dir: Path, rank: int) -> list[Path]:
-        name = {"reconstruct": "reconstructions", "generate": "samples", "encode": "embeddings",
-                "interpolate": "interpolations", "optimise": "optimised"}[task]
+        name = {
+            "reconstruct": "reconstructions",
+            "generate": "samples",
+            "encode": "embeddings",
+            "interpolate": "interpolations",
+            "optimise": "optimised",
+        }[task]
         path = Path(out_dir) / (f"{name}.csv" if rank == 0 else f"{name}.rank{rank}.csv")
         cols: dict[str, Tensor] = {}
         if task == "generate":

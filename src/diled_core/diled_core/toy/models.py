@@ -11,7 +11,9 @@ __all__ = ["ToyDecoder", "ToyEncoder"]
 
 
 def _mlp(i: int, hidden: int, o: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, o))
+    return nn.Sequential(
+        nn.Linear(i, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, o)
+    )
 
 
 class ToyEncoder(Encoder):
