@@ -77,7 +77,8 @@ def run_mode(mode: str, minutes: float, data: Path, root: Path, stage_one_steps:
         str(stage_one_steps),
     )
     fit_seconds = time.time() - start
-    (ckpt,) = run_root.glob("lightning_logs/version_*/checkpoints/last.ckpt")
+    runs = sorted(run_root.glob("lightning_logs/version_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpt = runs[-1] / "checkpoints" / "last.ckpt"  # this run's (earlier runs keep their folders)
     out = run_root / "predictions"
     for task in ("reconstruct", "encode"):
         diled(
@@ -123,6 +124,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "protein")
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "bench_gifford")
     parser.add_argument("--modes", nargs="+", default=["joint", "two_stage", "autoencoder"])
+    parser.add_argument(
+        "--stage-one-steps",
+        type=int,
+        default=None,
+        help="two_stage autoencoder steps (default: half of joint's)",
+    )
     args = parser.parse_args()
     if not (args.data / "gifford_train.csv").is_file():
         sys.exit(
@@ -137,14 +144,21 @@ def main() -> None:
         line.split(",")[0].replace("J", "")
         for line in (args.data / "gifford_test.csv").read_text().splitlines()[1:]
     ]
-    rows, stage_one = [], 1000
+    out_file = REPO / "benchmarks" / "results" / "protein_gifford.json"
+    previous = json.loads(out_file.read_text()) if out_file.is_file() else {}
+    by_mode = {r["mode"]: r for r in previous.get("rows", []) if previous.get("minutes") == args.minutes}
+    stage_one = args.stage_one_steps or by_mode.get("joint", {}).get("optimizer_steps", 2000) // 2
+    rows = []
     for mode in args.modes:
         row = run_mode(mode, args.minutes, args.data, args.root, stage_one)
-        if mode == "joint":  # two_stage gets the same budget: half its steps for the autoencoder
+        if mode == "joint" and args.stage_one_steps is None:  # two_stage: half the budget for its autoencoder
             stage_one = max(1, row["optimizer_steps"] // 2)
         row.update(generation_stats(row.pop("samples"), train, random.Random(0)))
+        row["stage_one_steps"] = stage_one if mode == "two_stage" else None
         rows.append(row)
+        by_mode[mode] = row
         print(json.dumps(row), flush=True)
+    rows = list(by_mode.values())  # rows of earlier runs with the same budget are kept
     reference = generation_stats(random.Random(1).sample(test, 256), train, random.Random(0))
 
     cols = [
@@ -168,9 +182,8 @@ def main() -> None:
             for c in ("validity", "median_min_hamming_to_train", "diversity_mean_pairwise_hamming")
         )
     )
-    results = REPO / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "protein_gifford.json").write_text(
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(
         json.dumps(
             {
                 "minutes": args.minutes,
