@@ -161,3 +161,26 @@ def test_paper_config_data_paths_resolve_from_the_repo_root(name, monkeypatch, s
     )
     cli.datamodule.setup("fit")
     assert len(cli.datamodule.dataset("train")) > 10000
+
+
+def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, modlamp, capsys, monkeypatch):
+    """`make demo`'s script: fit demo.yaml (3 steps here), every predict task, the summary table."""
+    from diled_protein.demo import cli as demo
+
+    monkeypatch.chdir(REPO)
+    code = demo(
+        ["--root", str(tmp_path), "--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "held-out reconstruction token accuracy" in out and "generated: valid" in out
+    predictions = next(tmp_path.glob("lightning_logs/version_*/predictions"))
+    for name in (
+        "reconstructions.fasta",
+        "samples.fasta",
+        "latent_pca.png",
+        "interpolations.fasta",
+        "optimised.fasta",
+    ):
+        assert (predictions / name).stat().st_size > 0, name
+    assert set(json.loads((predictions / "metrics.json").read_text())) == set(TASKS)
