@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from diled_core import atomic_write
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
-
-from .writers import atomic_path
 
 __all__ = ["latent_figure", "pca", "save_figure"]
 
@@ -76,6 +75,6 @@ def latent_figure(
 
 def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG atomically (temporary file, then rename)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
     return path

@@ -24,13 +24,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from diled_core import Batch, PredictTask
+from diled_core import Batch, PredictTask, atomic_write
 from torch import Tensor
 
 from .metrics import correlations, exact_match, generation_metrics, identity, perplexity, token_accuracy
 from .plots import latent_figure, save_figure
 from .vocab import CANONICAL, ProteinVocab
-from .writers import atomic_path, format_fasta, rank_file, write_text
+from .writers import format_fasta, rank_file, write_text
 
 __all__ = ["task_metrics", "write_task"]
 
@@ -96,7 +96,7 @@ def _write_encode(o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: Se
     for key, name in (("mu", "embeddings.npy"), ("x_T", "embeddings_xT.npy")):
         if key in o:
             path = rank_file(out, name, rank)
-            with atomic_path(path) as tmp, tmp.open("wb") as fh:
+            with atomic_write(path, "wb") as fh:
                 np.save(fh, _cpu(o[key]).float().numpy())
             files.append(path)
     colour = props[:, 0] if k and not props[:, 0].isnan().all() else None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-__all__ = ["atomic_path", "format_fasta", "rank_file", "write_text"]
+from diled_core import atomic_write
+
+__all__ = ["format_fasta", "rank_file", "write_text"]
 
 
 def rank_file(out_dir: Path, name: str, rank: int) -> Path:
@@ -18,23 +18,10 @@ def rank_file(out_dir: Path, name: str, rank: int) -> Path:
     return out_dir / f"{stem}.rank{rank}{dot}{suffix}"
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it to ``path`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    with atomic_write(path, encoding="utf-8") as f:
+        f.write(text)
     return path
 
 
