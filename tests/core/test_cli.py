@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,10 @@ def test_predict_every_task(toy_run: Path, tmp_path: Path, task: str, files: lis
         "--trainer.enable_progress_bar",
         "false",
     ]
-    assert main(args) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(args) == 0
+    assert not [w for w in caught if "ckpt_path" in str(w.message)], "predict warned about ckpt_path"
     for name in files:
         lines = (out / name).read_text().splitlines()
         assert len(lines) > 1, f"{name} has no records"

@@ -145,6 +145,12 @@ class DiledCLI(LightningCLI):
         self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, ModelCheckpoint)]
         self.trainer.callbacks.append(PredictionWriter(options))
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        with warnings.catch_warnings():
+            if subcommand == "predict":  # ModelCheckpoint's state in the checkpoint is not needed here
+                warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
+            super()._run_subcommand(subcommand)
+
     def after_predict(self) -> None:
         options = self.config_init.predict.prediction
         if self.trainer.is_global_zero:
