@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from diled_core.cli import DiledCLI, main
 
@@ -161,6 +162,26 @@ def test_paper_config_data_paths_resolve_from_the_repo_root(name, monkeypatch, s
     )
     cli.datamodule.setup("fit")
     assert len(cli.datamodule.dataset("train")) > 10000
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["gifford", "gfp"])
+def test_paper_configs_train_at_paper_size(name, tmp_path, monkeypatch, shared_protein):
+    """The paper-size configs (meant for a GPU) run as written: two optimizer steps on the CPU."""
+    monkeypatch.chdir(REPO)
+    fast = [
+        "--trainer.max_steps",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.num_sanity_val_steps",
+        "0",
+    ]
+    args = ["--config", str(CONFIGS / f"{name}.yaml"), "--trainer.accelerator", "cpu", *fast]
+    args += ["--data.init_args.num_workers", "0", "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", *args, "--trainer.default_root_dir", str(tmp_path)]) == 0
+    (ckpt,) = tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 2
 
 
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, modlamp, capsys, monkeypatch):
