@@ -11,7 +11,8 @@ import math
 
 import pytest
 import torch
-from diled_core.diffusion import combine_terms, diffusion_mse, q_sample, rec_weight, sample_timesteps
+from diled_core.diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
+from diled_core.objective import combine_terms
 from diled_core.monitoring import LatentStats
 from diled_core.schedule import NoiseSchedule
 

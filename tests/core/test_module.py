@@ -111,7 +111,7 @@ def test_latent_health_logged_every_epoch(trained) -> None:
         "latent/std_mean",
         "latent/norm_mean",
         "latent/active_units",
-        "train/rec",
+        "train/decoder/nll",
         "train/diffusion",
         "train/head",
         "train/loss",
@@ -191,9 +191,9 @@ def test_training_modes(mode: str, tmp_path: Path) -> None:
         trainer(tmp_path, 8, limit_val_batches=0).fit(model, dm)
     batch = dm.collate([dm.dataset("train")[i] for i in range(32)])
     model.train()
-    terms, _ = model.loss_terms(batch)
+    terms = model.objective(batch).terms
     if mode == "autoencoder":
-        assert set(terms) == {"rec", "head"}
+        assert set(terms) == {"decoder/nll", "head"}
         assert all(torch.equal(v, model.denoiser.state_dict()[k]) for k, v in denoiser.items())
         assert not all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in encoder.items())
     else:
@@ -207,8 +207,9 @@ def test_joint_objective_reaches_the_encoder_through_every_term() -> None:
     torch.nn.init.normal_(model.denoiser.out.weight, std=0.1)  # zero-initialised: ε_θ ≡ 0 has no μ-gradient
     dm = ToyDataModule(n_train=64)
     batch = dm.collate([dm.dataset("train")[i] for i in range(16)])
-    terms, weights = model.loss_terms(batch, torch.Generator().manual_seed(0))
-    assert set(terms) == {"rec", "diffusion", "head"} and all(v.shape == (16,) for v in terms.values())
+    result = model.objective(batch, torch.Generator().manual_seed(0))
+    terms, weights = result.terms, result.weights
+    assert set(terms) == {"decoder/nll", "diffusion", "head"} and all(v.shape == (16,) for v in terms.values())
     for name in terms:
         model.zero_grad()
         terms[name].mean().backward(retain_graph=True)
@@ -216,7 +217,7 @@ def test_joint_objective_reaches_the_encoder_through_every_term() -> None:
         assert grad > 0, f"{name} does not reach the encoder"
     # elbo_split: the reconstruction weight is 1 / ((T - 1) λ_t) per example
     t = torch.randint(2, 1001, (16,), generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(weights["rec"], 1 / (999 * model.schedule.lambdas[t]))
+    assert torch.allclose(weights["decoder/nll"], 1 / (999 * model.schedule.lambdas[t]))
 
 
 def test_guidance_moves_samples_toward_the_target(trained) -> None:

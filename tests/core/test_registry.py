@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from diled_core.cli import DiledCLI, main
-from diled_core.registry import MissingPluginError, Modality, load_modalities, require_modality
+from diled_core.registry import Modality, load_modalities
 from diled_core.toy import ToyDataModule, ToyDecoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,11 +58,6 @@ def test_third_party_plugin_is_found_with_its_version(site: Path) -> None:
         warnings.simplefilter("error")
         found = load_modalities()
     assert found["extra"].distribution == "extra_plug" and found["extra"].version == "0.3"
-
-
-def test_missing_modality_says_which_package_to_install() -> None:
-    with pytest.raises(MissingPluginError, match="pip install diled-nowhere"):
-        require_modality("nowhere")
 
 
 def test_modality_checks_its_classes() -> None:

@@ -1,43 +1,80 @@
 """diled-core: generalized diffusion with a learnable encoder-decoder (DiLED / EDDPM, ICML 2024).
 
-The engine: noise schedules, the joint objective, DDPM/DDIM samplers, the latent denoiser, the
-LightningModule, the plugin interface and the ``diled`` command. Modalities are plugins
-(entry-point group ``diled.modalities``); the core registers only a toy modality.
+Three floors (docs/architecture.md):
+
+* math, plain torch: :mod:`~diled_core.schedule`, :mod:`~diled_core.diffusion`,
+  :mod:`~diled_core.objective`, :mod:`~diled_core.samplers`, :mod:`~diled_core.denoiser`;
+* the plugin contract: :mod:`~diled_core.contract` (encoder, decoder, head), :mod:`~diled_core.data`
+  (the datamodule base), :mod:`diled_core.testing` (contract suites a plugin's tests subclass);
+* the engine, Lightning: :class:`DiLED` (training) with its inference API, ``predict/`` (tasks,
+  streaming writers and metrics), the ``diled`` command and the plugin registry.
+
+Modalities are plugins (entry-point group ``diled.modalities``); the core registers only a toy one.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("diled-core")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
+from ._version import __version__
+from .contract import (
+    AuxHead,
+    Batch,
+    Decoder,
+    DecoderObjective,
+    Encoder,
+    Guidance,
+    ParamGroup,
+    PredictTask,
+    trainable_groups,
+)
+from .data import OUTPUT_NAMES, DiledDataModule
 from .denoiser import RegressionHead, SkipMLP
-from .diffusion import combine_terms, diffusion_mse, q_sample, rec_weight, sample_timesteps
-from .interfaces import AuxHead, Batch, Decoder, DiledDataModule, Encoder, Guidance, PredictTask
+from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
+from .interpolation import lerp, slerp
 from .io import atomic_write
 from .module import DiLED, NonFiniteLossError
-from .predict import PredictionWriter, PredictOptions
+from .objective import Objective, Phase, combine_terms, objective
+from .predict import (
+    ArrayWriter,
+    MeanOf,
+    PredictionMetric,
+    PredictionWriter,
+    PredictOptions,
+    RecordWriter,
+    Reservoir,
+    TableWriter,
+    TextWriter,
+    rank_file,
+)
 from .registry import Modality, load_modalities
 from .samplers import ddim_invert, ddim_sample, ddim_timesteps, ddpm_sample
 from .schedule import NoiseSchedule, make_betas
 
 __all__ = [
+    "OUTPUT_NAMES",
+    "ArrayWriter",
     "AuxHead",
     "Batch",
     "Decoder",
+    "DecoderObjective",
     "DiLED",
     "DiledDataModule",
     "Encoder",
     "Guidance",
+    "MeanOf",
     "Modality",
     "NoiseSchedule",
     "NonFiniteLossError",
+    "Objective",
+    "ParamGroup",
+    "Phase",
     "PredictOptions",
     "PredictTask",
+    "PredictionMetric",
     "PredictionWriter",
+    "RecordWriter",
     "RegressionHead",
+    "Reservoir",
     "SkipMLP",
+    "TableWriter",
+    "TextWriter",
     "__version__",
     "atomic_write",
     "combine_terms",
@@ -46,9 +83,14 @@ __all__ = [
     "ddim_timesteps",
     "ddpm_sample",
     "diffusion_mse",
+    "lerp",
     "load_modalities",
     "make_betas",
+    "objective",
     "q_sample",
+    "rank_file",
     "rec_weight",
     "sample_timesteps",
+    "slerp",
+    "trainable_groups",
 ]

@@ -20,10 +20,11 @@ from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from .interfaces import DiledDataModule
+from .data import DiledDataModule
 from .module import DiLED, NonFiniteLossError
 from .predict import PredictionWriter, PredictOptions
-from .registry import MissingPluginError, load_modalities
+from .registry import load_modalities
+from .sizes import fill_model_sizes, import_class
 
 __all__ = ["CheckpointError", "DiledCLI", "main"]
 
@@ -55,9 +56,8 @@ def _data_modality(config: Any) -> str:
     class_path = data.get("class_path") if data is not None and hasattr(data, "get") else None
     if not class_path:
         return ""
-    module, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(__import__(module, fromlist=[name]), name)
+        cls = import_class(class_path)
     except (ImportError, AttributeError):
         return ""
     return getattr(cls, "modality", "")
@@ -91,6 +91,8 @@ class DiledCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{epoch}-{step}"})
+        # the latent size is given once, on the encoder (a decoder without latent_dim is skipped)
+        parser.link_arguments("model.encoder.init_args.latent_dim", "model.decoder.init_args.latent_dim")
 
     def _prepare_subcommand_parser(
         self, klass: type, subcommand: str, **kwargs: Any
@@ -98,10 +100,9 @@ class DiledCLI(LightningCLI):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if "weights_only" in self._subcommand_method_arguments[subcommand]:
             parser.set_defaults(weights_only=True)  # never execute code from a checkpoint
-        if subcommand == "predict":
-            parser.add_class_arguments(
-                PredictOptions, "prediction", help="What `diled predict` computes and writes."
-            )
+        if subcommand == "predict":  # outputs stream to files; the Trainer must not also keep them
+            parser.set_defaults(return_predictions=False)
+            parser.add_class_arguments(PredictOptions, "prediction", help="What `diled predict` computes and writes.")
         return parser
 
     def _parse_ckpt_path(self) -> None:
@@ -120,6 +121,7 @@ class DiledCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        fill_model_sizes(config)
         if self.subcommand == "predict":  # no log folder: the run config lands next to the predictions
             config.trainer.logger = False
             config.trainer.default_root_dir = str(config.prediction.output_dir)
@@ -171,7 +173,6 @@ def _plugins() -> int:
 _USER_ERRORS = (
     ArgumentError,
     CheckpointError,
-    MissingPluginError,
     NonFiniteLossError,
     FileNotFoundError,
     ValueError,

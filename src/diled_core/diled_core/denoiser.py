@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .interfaces import AuxHead, Batch
+from .contract import AuxHead, Batch
 
 __all__ = ["RegressionHead", "SkipMLP", "timestep_embedding"]
 

@@ -1,7 +1,7 @@
 """The forward process and the per-example terms of the DiLED objective (method.md §2-3).
 
 Plain functions of tensors: no Lightning, no reduction over the batch. Every loss term comes back as a
-``[B]`` vector; :func:`combine_terms` is the one place they are weighted and reduced.
+``[B]`` vector; :func:`diled_core.objective.objective` is the one place they are weighted and reduced.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from .schedule import NoiseSchedule
 __all__ = [
     "EpsModel",
     "RecWeighting",
-    "Training",
-    "combine_terms",
     "diffusion_mse",
     "q_sample",
     "rec_weight",
@@ -30,11 +28,6 @@ RecWeighting = Literal[
     "elbo_split",  # L_rec / ((T − 1) λ_t): the paper's "split L_rec into T parts" (default)
     "uniform",  # weight 1 (ablation)
 ]
-Training = Literal[
-    "joint",  # DiLED: encoder, decoder and denoiser trained together, all terms reach the encoder
-    "two_stage",  # autoencoder first, then frozen encoder + latent diffusion (LDM / DiffAE recipe)
-    "autoencoder",  # no diffusion term at all
-]
 
 
 def q_sample(schedule: NoiseSchedule, mu: Tensor, t: Tensor, noise: Tensor) -> Tensor:
@@ -45,9 +38,14 @@ def q_sample(schedule: NoiseSchedule, mu: Tensor, t: Tensor, noise: Tensor) -> T
     )
 
 
-def sample_timesteps(schedule: NoiseSchedule, batch: int, device: torch.device, generator=None) -> Tensor:
-    """t ~ U{2 … T}, shape ``[B]`` (t = 1 is the decoder's step)."""
-    return torch.randint(2, schedule.timesteps + 1, (batch,), device=device, generator=generator)
+def sample_timesteps(
+    schedule: NoiseSchedule, batch: int, device: torch.device, generator=None, *, low: int = 2
+) -> Tensor:
+    """t ~ U{low … T}, shape ``[B]``. ``low = 2`` for a likelihood decoder (t = 1 is the decoder's
+    step); ``low = 1`` when the decoder is itself a diffusion model sharing t (method.md §3)."""
+    if low not in (1, 2):
+        raise ValueError(f"low must be 1 or 2 (got {low})")
+    return torch.randint(low, schedule.timesteps + 1, (batch,), device=device, generator=generator)
 
 
 def diffusion_mse(
@@ -66,11 +64,3 @@ def rec_weight(schedule: NoiseSchedule, t: Tensor, weighting: RecWeighting) -> T
     if weighting == "elbo_split":
         return 1.0 / ((schedule.timesteps - 1) * schedule.lambdas[t])
     raise ValueError(f"unknown rec_weighting {weighting!r}; choose elbo_split or uniform")
-
-
-def combine_terms(terms: dict[str, Tensor], weights: dict[str, Tensor | float]) -> Tensor:
-    """Σ_k mean_B(weight_k · term_k): the scalar training loss from per-example ``[B]`` terms."""
-    total = torch.zeros((), device=next(iter(terms.values())).device)
-    for name, weight in weights.items():
-        total = total + (weight * terms[name].float()).mean()
-    return total

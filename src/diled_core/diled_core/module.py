@@ -1,59 +1,52 @@
-"""The DiLED LightningModule: joint encoder-diffusion-decoder training and the inference API.
+"""The DiLED LightningModule: joint encoder-diffusion-decoder training.
 
-References: Liu et al., ICML 2024 (DiLED / EDDPM), arXiv 2402.19009; method.md §2-4. The math lives in
-:mod:`diled_core.diffusion` and :mod:`diled_core.samplers`; this file wires modules, steps and logging.
+References: Liu et al., ICML 2024 (DiLED / EDDPM), arXiv 2402.19009; method.md §2-4. The loss is
+:func:`diled_core.objective.objective`; the samplers are in :mod:`diled_core.samplers`; the inference
+API (encode, sample, invert ...) is :class:`diled_core.inference.Inference`. This file wires modules,
+optimizer groups, EMA weights, logging and checkpoints.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable, Literal
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import __version__
+from ._version import __version__
+from .contract import AuxHead, Batch, Decoder, Encoder, trainable_groups
 from .denoiser import SkipMLP
-from .diffusion import (
-    RecWeighting,
-    Training,
-    combine_terms,
-    diffusion_mse,
-    q_sample,
-    rec_weight,
-    sample_timesteps,
-)
-from .interfaces import AuxHead, Batch, Decoder, Encoder, Guidance
+from .diffusion import RecWeighting
+from .inference import Inference
 from .monitoring import LatentStats
-from .predict import PredictOptions, run_predict_task
-from .samplers import Sampler, ddim_invert, ddim_sample, ddpm_sample
+from .objective import Objective, Phase, objective
+from .predict import PredictOptions
 from .schedule import NoiseSchedule, ScheduleKind
 
-__all__ = ["DiLED", "NonFiniteLossError"]
+__all__ = ["DiLED", "NonFiniteLossError", "Training"]
+
+Training = Literal[
+    "joint",  # DiLED: encoder, decoder and denoiser trained together, all terms reach the encoder
+    "two_stage",  # autoencoder first, then frozen encoder + latent diffusion (LDM / DiffAE recipe)
+    "autoencoder",  # no diffusion term at all
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/inf; the run stops and earlier checkpoints are kept."""
 
 
-def _slerp(a: Tensor, b: Tensor, alpha: Tensor) -> Tensor:
-    """Spherical interpolation between rows of a and b ([P, d]) at ``alpha`` ([n]) -> [P, n, d]."""
-    cos = (nn.functional.normalize(a, dim=-1) * nn.functional.normalize(b, dim=-1)).sum(-1).clamp(-1, 1)
-    theta = torch.acos(cos)[:, None, None]  # [P, 1, 1]
-    al = alpha[None, :, None]
-    small = theta.abs() < 1e-4  # nearly parallel: lerp is exact enough and avoids 0/0
-    sin = torch.sin(theta).clamp(min=1e-8)
-    wa = torch.where(small, 1 - al, torch.sin((1 - al) * theta) / sin)
-    wb = torch.where(small, al, torch.sin(al * theta) / sin)
-    return wa * a[:, None] + wb * b[:, None]
+def _ema(module: nn.Module, decay: float) -> AveragedModel:
+    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.requires_grad_(False)
+    return ema
 
 
-class DiLED(LightningModule):
+class DiLED(Inference, LightningModule):
     """Generalized diffusion with a learnable encoder-decoder.
 
     Args:
@@ -69,6 +62,8 @@ class DiLED(LightningModule):
         schedule, timesteps, beta: the latent noise schedule (paper: constant 0.008, T = 1000).
         stage_one_steps: optimizer steps of the autoencoder stage when ``training="two_stage"``.
         ema_decay: EMA decay of the denoiser weights used for sampling (``None``: no EMA).
+        decoder_ema: also keep an EMA of the decoder (same decay) and decode with it (a pixel-diffusion
+            decoder is sampled with EMA weights in the paper's image setup).
         sample_steps, sample_eta: DDIM defaults for :meth:`sample`, :meth:`invert`, :meth:`interpolate`.
         optimizer, lr_scheduler: factories taking the parameters / the optimizer.
     """
@@ -88,6 +83,7 @@ class DiLED(LightningModule):
         beta: float = 0.008,
         stage_one_steps: int = 1000,
         ema_decay: float | None = 0.999,
+        decoder_ema: bool = False,
         sample_steps: int = 50,
         sample_eta: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -120,10 +116,10 @@ class DiLED(LightningModule):
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.ema: AveragedModel | None = None
         if ema_decay is not None and training != "autoencoder":
-            self.ema = AveragedModel(
-                self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
-            )
-            self.ema.requires_grad_(False)
+            self.ema = _ema(self.denoiser, ema_decay)
+        if decoder_ema and ema_decay is None:
+            raise ValueError("decoder_ema needs an ema_decay (e.g. 0.999)")
+        self.decoder_ema = _ema(self.decoder, ema_decay) if decoder_ema else None
         if training == "autoencoder":
             self.denoiser.requires_grad_(False)  # no diffusion term: the denoiser is never trained
         self.latent_stats = LatentStats()
@@ -139,53 +135,49 @@ class DiLED(LightningModule):
     def in_stage_two(self) -> bool:
         return self.training_mode == "two_stage" and self.global_step >= self.stage_one_steps
 
+    def phase(self) -> Phase:
+        """The terms trained at this step (method.md §3; two_stage and autoencoder are ablations)."""
+        if self.training_mode == "joint":
+            return Phase()
+        return Phase(diffusion=True, decoder=False) if self.in_stage_two else Phase(diffusion=False)
+
     def _eps(self, x: Tensor, t: Tensor) -> Tensor:
         return self.denoiser(x, t.to(x.dtype) / self.schedule.timesteps)
 
-    def _eps_sampling(self, x: Tensor, t: Tensor) -> Tensor:
-        net = self.ema.module if self.ema is not None else self.denoiser
-        return net(x, t.to(x.dtype) / self.schedule.timesteps)
+    def sampling_denoiser(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.denoiser
 
-    def loss_terms(
-        self, batch: Batch, generator: torch.Generator | None = None
-    ) -> tuple[dict[str, Tensor], dict]:
-        """Per-example ``[B]`` loss terms and their weights (method.md §3); reduced by the caller."""
-        stage_two = self.in_stage_two
-        diffusion_on = self.training_mode == "joint" or stage_two
-        rec_on = not stage_two
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not stage_two):
+    def sampling_decoder(self) -> Decoder:
+        return self.decoder_ema.module if self.decoder_ema is not None else self.decoder  # type: ignore
+
+    def objective(self, batch: Batch, generator: torch.Generator | None = None) -> Objective:
+        """The loss of one batch (:func:`diled_core.objective.objective`) in this step's phase."""
+        phase = self.phase()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and phase.decoder):  # frozen in stage two
             mu = self.encoder(batch)
         if self.training:
             self.latent_stats.update(mu)
-        t = sample_timesteps(self.schedule, mu.shape[0], mu.device, generator)
-        terms: dict[str, Tensor] = {}
-        weights: dict[str, Tensor | float] = {}
-        if diffusion_on:
-            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            terms["diffusion"] = diffusion_mse(self._eps, self.schedule, mu, t, noise)
-            weights["diffusion"] = self.w
-        if rec_on:
-            noise1 = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            x1 = q_sample(self.schedule, mu, torch.ones_like(t), noise1)
-            if self.decoder.objective == "diffusion":  # pixel-diffusion decoder sharing t (method.md §3)
-                terms["rec"] = self.decoder.nll(x1, batch, t)
-                weights["rec"] = 2.0 - self.w if diffusion_on else 1.0
-            else:
-                terms["rec"] = self.decoder.nll(x1, batch)
-                weights["rec"] = rec_weight(self.schedule, t, self.rec_weighting) if diffusion_on else 1.0
-        if self.head is not None:
-            terms["head"] = self.head.loss(mu, batch)
-            weights["head"] = self.head_weight
-        return terms, weights
+        return objective(
+            mu,
+            batch,
+            decoder=self.decoder,
+            eps_model=self._eps,
+            schedule=self.schedule,
+            phase=phase,
+            w=self.w,
+            rec_weighting=self.rec_weighting,
+            head=self.head,
+            head_weight=self.head_weight,
+            generator=generator,
+        )
 
     def _step(self, batch: Batch, stage: Literal["train", "val", "test"], generator=None) -> Tensor:
-        terms, weights = self.loss_terms(batch, generator)
-        loss = combine_terms(terms, weights)
+        result = self.objective(batch, generator)
         bs = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
-        logs = {f"{stage}/{k}": v.float().mean() for k, v in terms.items()}
+        logs = {f"{stage}/{k}": v for k, v in result.logs.items() if k != "loss"}
         self.log_dict(logs, batch_size=bs, sync_dist=stage != "train")
-        self.log(f"{stage}/loss", loss, batch_size=bs, prog_bar=True, sync_dist=stage != "train")
-        return loss
+        self.log(f"{stage}/loss", result.loss, batch_size=bs, prog_bar=True, sync_dist=stage != "train")
+        return result.loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if self.in_stage_two:
@@ -198,8 +190,11 @@ class DiLED(LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
-        if self.ema is not None and (self.training_mode == "joint" or self.in_stage_two):
+        phase = self.phase()
+        if self.ema is not None and phase.diffusion:
             self.ema.update_parameters(self.denoiser)
+        if self.decoder_ema is not None and phase.decoder:
+            self.decoder_ema.update_parameters(self.decoder)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         generator = torch.Generator(self.device).manual_seed(batch_idx)  # same t and ε every epoch
@@ -213,9 +208,17 @@ class DiLED(LightningModule):
         stats = self.latent_stats.compute(reduce)
         self.log_dict({f"latent/{k}": v for k, v in stats.items()}, rank_zero_only=True)
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups: the encoder's and decoder's own (a pretrained part may have its own
+        learning rate), then the denoiser and head with the optimizer's defaults."""
+        groups = self.encoder.param_groups() + self.decoder.param_groups()
+        for part in (self.denoiser, self.head):
+            if part is not None:
+                groups += trainable_groups(part)
+        return groups
+
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(self.param_groups())
         if self.lr_scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
@@ -224,6 +227,9 @@ class DiLED(LightningModule):
         bad = [n for n, p in self.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise NonFiniteLossError(f"refusing to save a checkpoint with non-finite weights ({bad[0]} ...)")
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(self._external_prefixes())]:
+            del state[key]  # frozen pretrained weights: rebuilt from their source when loading
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         checkpoint["diled"] = {
             "version": __version__,
@@ -232,118 +238,18 @@ class DiLED(LightningModule):
             "decoder": f"{type(self.decoder).__module__}.{type(self.decoder).__qualname__}",
         }
 
-    # ------------------------------------------------------------------ inference API
-    def _batch(self, batch: Batch) -> Batch:
-        return move_data_to_device(batch, self.device)
+    def _external_prefixes(self) -> tuple[str, ...]:
+        prefixes = [f"encoder.{p}" for p in self.encoder.external_state()]
+        prefixes += [f"decoder.{p}" for p in self.decoder.external_state()]
+        if self.decoder_ema is not None:
+            prefixes += [f"decoder_ema.module.{p}" for p in self.decoder.external_state()]
+        return tuple(prefixes)
 
-    @torch.no_grad()
-    def encode(self, batch: Batch) -> Tensor:
-        """μ = E(x0), ``[B, d]``: the representation."""
-        return self.encoder(self._batch(batch))
-
-    @torch.no_grad()
-    def decode(self, z: Tensor, generator: torch.Generator | None = None) -> Batch:
-        """Latents ``[B, d]`` (μ or x_1) -> data tensors, via the plugin's decoder."""
-        return self.decoder.decode(z.to(self.device), generator=generator)
-
-    def reconstruct(self, batch: Batch) -> Batch:
-        """Decode the encoder mean: a deterministic reconstruction."""
-        return self.decode(self.encode(batch))
-
-    @torch.no_grad()
-    def sample_latents(
-        self,
-        n: int,
-        steps: int | None = None,
-        eta: float | None = None,
-        sampler: Sampler = "ddim",
-        generator: torch.Generator | None = None,
-        guidance: Guidance | None = None,
-        guidance_scale: float = 1.0,
-    ) -> Tensor:
-        """x_T ~ N(0, I) -> x_1 ``[n, d]`` with DDIM (``steps``, ``eta``) or DDPM ancestral (T − 1 steps)."""
-        x = torch.randn((n, self.encoder.latent_dim), generator=generator, device=self.device)
-        kw = dict(generator=generator, guidance=guidance, guidance_scale=guidance_scale)
-        if sampler == "ddpm":
-            return ddpm_sample(self._eps_sampling, self.schedule, x, **kw)
-        if sampler == "ddim":
-            steps = self.sample_steps if steps is None else steps
-            eta = self.sample_eta if eta is None else eta
-            return ddim_sample(self._eps_sampling, self.schedule, x, steps=steps, eta=eta, **kw)
-        raise ValueError(f"unknown sampler {sampler!r}; choose ddim or ddpm")
-
-    def sample(self, n: int, steps: int | None = None, eta: float | None = None, **kw: Any) -> Batch:
-        """Generate ``n`` new examples: sample the latent chain, decode x_1 (method.md §4)."""
-        return self.decode(self.sample_latents(n, steps, eta, **kw), generator=kw.get("generator"))
-
-    @torch.no_grad()
-    def invert(self, mu: Tensor, steps: int | None = None) -> Tensor:
-        """Deterministic DDIM inversion μ -> x_T (starting from the noise-free x_1 = √ᾱ_1 μ)."""
-        x1 = self.schedule.sqrt_alphas_cumprod[1] * mu.to(self.device)
-        return ddim_invert(self._eps_sampling, self.schedule, x1, steps=steps or self.sample_steps)
-
-    @torch.no_grad()
-    def uninvert(self, x_T: Tensor, steps: int | None = None) -> Tensor:
-        """The inverse of :meth:`invert`: DDIM (η = 0) x_T -> x_1, returned as μ̂ = x_1 / √ᾱ_1."""
-        x1 = ddim_sample(
-            self._eps_sampling, self.schedule, x_T.to(self.device), steps=steps or self.sample_steps
-        )
-        return x1 / self.schedule.sqrt_alphas_cumprod[1]
-
-    @torch.no_grad()
-    def interpolate_latents(
-        self, mu_a: Tensor, mu_b: Tensor, n: int = 8, mode: Literal["slerp", "lerp"] = "slerp", steps=None
-    ) -> Tensor:
-        """Latent paths ``[P, n, d]`` from μ_a to μ_b: slerp between inverted x_T then DDIM down
-        (``slerp``), or linear between the μ (``lerp``), as in method.md §4."""
-        alpha = torch.linspace(0, 1, n, device=self.device)
-        mu_a, mu_b = mu_a.to(self.device), mu_b.to(self.device)
-        if mode == "lerp":
-            return mu_a[:, None] + alpha[None, :, None] * (mu_b - mu_a)[:, None]
-        if mode != "slerp":
-            raise ValueError(f"unknown interpolation mode {mode!r}; choose slerp or lerp")
-        path = _slerp(self.invert(mu_a, steps), self.invert(mu_b, steps), alpha)
-        return self.uninvert(path.flatten(0, 1), steps).view_as(path)
-
-    def interpolate(self, a: Batch, b: Batch, n: int = 8, mode: Literal["slerp", "lerp"] = "slerp") -> Batch:
-        """Decoded paths between the examples of ``a`` and ``b`` (paired row by row), ``P·n`` rows."""
-        path = self.interpolate_latents(self.encode(a), self.encode(b), n, mode)
-        return self.decode(path.flatten(0, 1))
-
-    def optimise(
-        self, mu: Tensor, steps: int = 100, lr: float = 0.05, max_distance: float | None = None
-    ) -> Tensor:
-        """Gradient ascent of the head's prediction in μ space (method.md §4, "Proteins").
-
-        ``max_distance`` keeps each latent within a ball around its start, in units of the latent's
-        spread ‖std(μ)‖ over the given batch (√d for a single example), so 1.0 is one typical distance."""
-        if self.head is None:
-            raise ValueError("optimise needs a model trained with a head (model.head in the config)")
-        spread = mu.float().std(0).norm().item() if mu.shape[0] > 1 else math.sqrt(mu.shape[-1])
-        radius = None if max_distance is None else max_distance * spread
-        with torch.inference_mode(False), torch.enable_grad():  # also inside Trainer.predict
-            start = mu.detach().to(self.device).clone()
-            z = start.clone().requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=lr)
-            for _ in range(steps):
-                opt.zero_grad()
-                (-self.head(z).sum()).backward()
-                opt.step()
-                if radius is not None:
-                    with torch.no_grad():
-                        delta = z - start
-                        z.copy_(start + delta * (radius / delta.norm(dim=-1, keepdim=True).clamp(min=radius)))
-        return z.detach()
-
-    # ------------------------------------------------------------------ predict (diled predict)
-    def on_predict_epoch_start(self) -> None:
-        self._pair_offset = 0
-
-    def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
-        opts = self.predict_options
-        seed = opts.seed * 1_000_003 + self.global_rank * 10_007 + batch_idx
-        out = run_predict_task(self, batch, opts, torch.Generator(self.device).manual_seed(seed))
-        if "pair" in out:  # number interpolation pairs across batches
-            out["pair"] = out["pair"] + self._pair_offset
-            self._pair_offset += int(out["pair"].numel() // max(opts.interpolation_points, 1))
-        return out
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refill the weights left out of the checkpoint from the freshly built parts."""
+        prefixes = self._external_prefixes()
+        if prefixes:
+            state = checkpoint["state_dict"]
+            for key, value in self.state_dict().items():
+                if key.startswith(prefixes) and key not in state:
+                    state[key] = value

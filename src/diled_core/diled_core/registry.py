@@ -11,9 +11,10 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from .interfaces import Decoder, DiledDataModule, Encoder
+from .contract import Decoder, Encoder
+from .data import DiledDataModule
 
-__all__ = ["ENTRY_POINT_GROUP", "LoadedModality", "Modality", "MissingPluginError", "load_modalities"]
+__all__ = ["ENTRY_POINT_GROUP", "LoadedModality", "Modality", "load_modalities"]
 
 ENTRY_POINT_GROUP = "diled.modalities"
 
@@ -44,10 +45,6 @@ class LoadedModality:
     version: str
 
 
-class MissingPluginError(RuntimeError):
-    """A config or checkpoint asks for a modality whose package is not installed."""
-
-
 def _load(ep: EntryPoint) -> LoadedModality:
     dist = ep.dist.name if ep.dist is not None else "?"
     version = ep.dist.version if ep.dist is not None else "?"
@@ -74,15 +71,3 @@ def load_modalities() -> dict[str, LoadedModality]:
                 stacklevel=2,
             )
     return found
-
-
-def require_modality(name: str) -> LoadedModality:
-    """The installed modality ``name``, or an error that says which package to install."""
-    found = load_modalities()
-    if name not in found:
-        installed = ", ".join(sorted(found)) or "none"
-        raise MissingPluginError(
-            f"the modality {name!r} is not installed (installed: {installed}). "
-            f"Install its plugin, e.g. `pip install diled-{name}`, then run `diled plugins` to check."
-        )
-    return found[name]

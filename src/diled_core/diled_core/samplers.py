@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .diffusion import EpsModel
-from .interfaces import Guidance
+from .contract import Guidance
 from .schedule import NoiseSchedule
 
 __all__ = ["Sampler", "ddim_invert", "ddim_sample", "ddim_timesteps", "ddpm_sample"]

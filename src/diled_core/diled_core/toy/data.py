@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from ..interfaces import Batch, Decoder, DiledDataModule, Encoder, PredictTask
-from ..io import atomic_write
+from ..contract import Batch, Decoder, Encoder, PredictTask
+from ..data import DiledDataModule
+from ..predict.metrics import MeanOf, PredictionMetric, Reservoir
 
 __all__ = ["ToyDataModule", "mixture_means", "mmd_rbf"]
 
@@ -85,6 +84,10 @@ class ToyDataModule(DiledDataModule):
         x = torch.stack([e[0] for e in examples])
         return {"x": x, "label": torch.stack([e[1] for e in examples]), "property": x[:, 0].clone()}
 
+    @classmethod
+    def model_sizes(cls, **init_args) -> dict[str, int]:
+        return {"dim": init_args["dim"]}
+
     def check_compatible(self, encoder: Encoder, decoder: Decoder) -> None:
         for name, part in (("encoder", encoder), ("decoder", decoder)):
             if getattr(part, "dim", self.dim) != self.dim:
@@ -93,54 +96,27 @@ class ToyDataModule(DiledDataModule):
                     f"set both to the same value"
                 )
 
-    def write_predictions(self, task: PredictTask, outputs: Batch, out_dir: Path, rank: int) -> list[Path]:
-        name = {
-            "reconstruct": "reconstructions",
-            "generate": "samples",
-            "encode": "embeddings",
-            "interpolate": "interpolations",
-            "optimise": "optimised",
-        }[task]
-        path = Path(out_dir) / (f"{name}.csv" if rank == 0 else f"{name}.rank{rank}.csv")
-        cols: dict[str, Tensor] = {}
-        if task == "generate":
-            cols.update(_expand("x", outputs["output"]["x"]))
-        elif task == "interpolate":
-            cols.update(pair=outputs["pair"], alpha=outputs["alpha"], **_expand("x", outputs["output"]["x"]))
-        else:
-            cols.update(label=outputs["input"]["label"], **_expand("x", outputs["input"]["x"]))
-            if task == "reconstruct":
-                cols.update(nll=outputs["nll"], **_expand("recon", outputs["output"]["x"]))
-            elif task == "encode":
-                cols.update(_expand("mu", outputs["mu"]))
-                if "prediction" in outputs:
-                    cols["prediction"] = outputs["prediction"]
-                if "x_T" in outputs:
-                    cols.update(_expand("xT", outputs["x_T"]))
-            elif task == "optimise":
-                cols.update(pred_before=outputs["pred_before"], pred_after=outputs["pred_after"])
-                cols.update(_expand("opt", outputs["output"]["x"]))
-        with atomic_write(path, newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(list(cols))
-            rows = torch.stack([c.double() for c in cols.values()], dim=1).tolist()
-            writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
-        return [path]
-
-    def prediction_metrics(self, task: PredictTask, outputs: Batch) -> dict[str, float]:
+    def prediction_metrics(self, task: PredictTask) -> list[PredictionMetric]:
         if task == "reconstruct":
-            return {"mse": ((outputs["output"]["x"] - outputs["input"]["x"]) ** 2).mean().item()}
+            return [MeanOf({"mse": lambda o: ((o["output"]["x"] - o["input"]["x"]) ** 2).mean(1)})]
         if task == "generate":
-            x = outputs["output"]["x"].float()
-            ref = self.sample(x.shape[0], self.seed * 100 + 99)[0]
-            nearest = torch.cdist(x, self.means).min(dim=1)
-            return {
-                "mmd_to_data": mmd_rbf(x, ref),
-                "component_coverage": nearest.indices.unique().numel() / self.components,
-                "mean_distance_to_nearest_mean": nearest.values.mean().item(),
-            }
-        return {}
+            return [
+                MeanOf({"mean_distance_to_nearest_mean": lambda o: self._nearest(o)[0]}),
+                Reservoir(lambda o: o["output"]["x"].float(), self._sample_metrics, capacity=2000),
+            ]
+        return []
 
+    def _nearest(self, outputs: Batch) -> tuple[Tensor, Tensor]:
+        x = outputs["output"]["x"].float()
+        nearest = torch.cdist(x, self.means.to(x.device)).min(dim=1)
+        return nearest.values, nearest.indices
 
-def _expand(prefix: str, x: Tensor) -> dict[str, Tensor]:
-    return {f"{prefix}_{i}": x[:, i] for i in range(x.shape[1])}
+    def _sample_metrics(self, x: Tensor) -> dict[str, float]:
+        """MMD to fresh data and component coverage, on at most 2,000 samples per rank."""
+        ref = self.sample(x.shape[0], self.seed * 100 + 99)[0].to(x.device)
+        covered = torch.cdist(x, self.means.to(x.device)).argmin(dim=1).unique().numel()
+        return {
+            "mmd_to_data": mmd_rbf(x.cpu(), ref.cpu()),
+            "component_coverage": covered / self.components,
+            "mmd_samples": float(x.shape[0]),
+        }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..interfaces import Batch, Decoder, Encoder
+from ..contract import Batch, Decoder, Encoder
 
 __all__ = ["ToyDecoder", "ToyEncoder"]
 
@@ -29,15 +29,18 @@ class ToyEncoder(Encoder):
 
 
 class ToyDecoder(Decoder):
-    """p(x | z) = N(f(z), σ² I); ``nll`` is the per-example Gaussian NLL per dimension (constants dropped)."""
+    """p(x | z) = N(f(z), σ² I); the loss term ``nll`` is the per-example Gaussian NLL per dimension
+    (constants dropped). Decoding takes no options."""
 
     def __init__(self, dim: int = 8, latent_dim: int = 4, hidden: int = 128, sigma: float = 0.1) -> None:
         super().__init__()
-        self.dim, self.sigma = dim, sigma
+        self.dim, self.latent_dim, self.sigma = dim, latent_dim, sigma
         self.net = _mlp(latent_dim, hidden, dim)
 
-    def nll(self, z: Tensor, batch: Batch, t: Tensor | None = None) -> Tensor:
-        return ((self.net(z) - batch["x"]) ** 2).mean(dim=1) / (2 * self.sigma**2)
+    def loss(self, z: Tensor, batch: Batch, *, t: Tensor, generator=None) -> dict[str, Tensor]:
+        return {"nll": ((self.net(z) - batch["x"]) ** 2).mean(dim=1) / (2 * self.sigma**2)}
 
-    def decode(self, z: Tensor, *, generator: torch.Generator | None = None) -> Batch:
+    def decode(self, z: Tensor, *, batch=None, generator: torch.Generator | None = None, **options) -> Batch:
+        if options:
+            raise ValueError(f"ToyDecoder takes no decoding options (got {sorted(options)})")
         return {"x": self.net(z)}

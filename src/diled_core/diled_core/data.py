@@ -1,0 +1,132 @@
+"""The LightningDataModule base of a modality (the one contract piece that needs Lightning).
+
+A modality's datamodule implements :meth:`DiledDataModule.dataset` and :meth:`DiledDataModule.collate`;
+the base builds every dataloader, including the predict loader of each task. For ``diled predict`` it
+may override :meth:`DiledDataModule.prediction_writers` (default: CSV/NPY through
+:class:`~diled_core.predict.TableWriter`) and :meth:`DiledDataModule.prediction_metrics` (streaming
+torchmetrics objects). See docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from .contract import Batch, Decoder, Encoder, PredictTask
+from .predict.metrics import PredictionMetric
+from .predict.writers import RecordWriter, TableWriter
+
+__all__ = ["OUTPUT_NAMES", "DiledDataModule"]
+
+#: the default file stem of each task's records
+OUTPUT_NAMES: dict[str, str] = {
+    "reconstruct": "reconstructions",
+    "generate": "samples",
+    "encode": "embeddings",
+    "interpolate": "interpolations",
+    "optimise": "optimised",
+}
+
+
+class DiledDataModule(LightningDataModule):
+    """Base LightningDataModule for a modality.
+
+    Subclasses implement :meth:`dataset` and :meth:`collate`, and optionally
+    :meth:`prediction_writers`, :meth:`prediction_metrics` and :meth:`check_compatible`. The base
+    class builds every dataloader, including the predict loader for each predict task (the CLI calls
+    :meth:`configure_prediction` first).
+    """
+
+    #: short name of the modality (the entry-point name), stored in checkpoints.
+    modality: ClassVar[str] = ""
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.predict_task: PredictTask = "reconstruct"
+        self.predict_split: Literal["train", "val", "test"] = "test"
+        self.num_samples = 64
+        self.max_examples: int | None = None
+
+    # --- to implement -------------------------------------------------------------------------
+    def dataset(self, split: Literal["train", "val", "test"]) -> Dataset:  # pragma: no cover
+        """The examples of one split (after :meth:`setup`)."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[Any]) -> Batch:  # pragma: no cover
+        """Examples -> one batch dict."""
+        raise NotImplementedError
+
+    def prediction_writers(self, task: PredictTask, out_dir: Path, rank: int) -> list[RecordWriter]:
+        """The writers of one rank's records of ``task`` (name files with
+        :func:`~diled_core.predict.rank_file`). Default: ``<task records>.csv`` (+ ``.npy``)."""
+        return [TableWriter(out_dir, OUTPUT_NAMES[task], rank)]
+
+    def prediction_metrics(self, task: PredictTask) -> list[PredictionMetric]:
+        """Fresh streaming metrics of ``task``, updated with each batch's outputs and reduced across
+        ranks into ``metrics.json``. States must stay bounded in the number of rows."""
+        return []
+
+    @classmethod
+    def model_sizes(cls, **init_args: Any) -> dict[str, Any]:
+        """Sizes the encoder and decoder take from the data, computed from this class's init args
+        (all of them, defaults filled in): e.g. ``{"max_length": init_args["max_length"]}``. The CLI
+        sets each on every encoder/decoder whose constructor has a parameter of that name."""
+        return {}
+
+    def check_compatible(self, encoder: Encoder, decoder: Decoder) -> None:
+        """Raise ``ValueError`` with a how-to-fix message if the model does not fit this data
+        (e.g. a decoder built for another sequence length). Called by the module at ``setup``."""
+
+    # --- provided -----------------------------------------------------------------------------
+    def configure_prediction(
+        self,
+        task: PredictTask,
+        *,
+        split: Literal["train", "val", "test"] = "test",
+        num_samples: int = 64,
+        max_examples: int | None = None,
+    ) -> None:
+        """Choose what :meth:`predict_dataloader` yields (called by the CLI / :class:`DiLED` API)."""
+        self.predict_task, self.predict_split = task, split
+        self.num_samples, self.max_examples = num_samples, max_examples
+
+    def _loader(self, split: Literal["train", "val", "test"], shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.predict_task == "generate":
+            # Generation needs no data: each batch is just the indices of the samples to draw.
+            return DataLoader(
+                range(self.num_samples),  # type: ignore[arg-type]
+                batch_size=self.batch_size,
+                collate_fn=lambda idx: {"index": torch.tensor(idx)},
+            )
+        data = self.dataset(self.predict_split)
+        if self.max_examples is not None:
+            data = torch.utils.data.Subset(data, range(min(self.max_examples, len(data))))  # type: ignore
+        # interpolate pairs consecutive examples, so batches must hold an even number of them
+        batch_size = self.batch_size + (self.batch_size % 2 if self.predict_task == "interpolate" else 0)
+        return DataLoader(data, batch_size=batch_size, collate_fn=self.collate, num_workers=self.num_workers)

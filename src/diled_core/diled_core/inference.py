@@ -1,0 +1,168 @@
+"""The inference API of a trained model (method.md §4): encode, decode, sample, invert, interpolate,
+optimise, and the predict step of ``diled predict``.
+
+:class:`Inference` is mixed into :class:`~diled_core.DiLED`; it uses the EMA weights (denoiser, and
+decoder when ``decoder_ema`` is on) wherever the model samples or decodes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities import move_data_to_device
+from torch import Tensor, nn
+
+from .contract import AuxHead, Batch, Decoder, Encoder, Guidance
+from .interpolation import lerp, slerp
+from .predict import PredictOptions, run_predict_task
+from .samplers import Sampler, ddim_invert, ddim_sample, ddpm_sample
+from .schedule import NoiseSchedule
+
+__all__ = ["Inference"]
+
+
+class Inference:
+    """Encode / decode / sample / invert / interpolate / optimise on a :class:`~diled_core.DiLED`."""
+
+    encoder: Encoder
+    decoder: Decoder
+    head: AuxHead | None
+    schedule: NoiseSchedule
+    sample_steps: int
+    sample_eta: float
+    device: torch.device
+    predict_options: PredictOptions
+
+    def sampling_denoiser(self) -> nn.Module:  # pragma: no cover - provided by DiLED
+        raise NotImplementedError
+
+    def sampling_decoder(self) -> Decoder:  # pragma: no cover - provided by DiLED
+        raise NotImplementedError
+
+    def _eps_sampling(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.sampling_denoiser()(x, t.to(x.dtype) / self.schedule.timesteps)
+
+    def _batch(self, batch: Batch) -> Batch:
+        return move_data_to_device(batch, self.device)
+
+    @torch.no_grad()
+    def encode(self, batch: Batch) -> Tensor:
+        """μ = E(x0), ``[B, d]``: the representation."""
+        return self.encoder(self._batch(batch))
+
+    @torch.no_grad()
+    def decode(
+        self, z: Tensor, *, batch: Batch | None = None, generator: torch.Generator | None = None, **options: Any
+    ) -> Batch:
+        """Latents ``[B, d]`` (μ or x_1) -> data, via the plugin's decoder (its EMA weights if kept).
+        ``batch``: the original data of a reconstruction; ``options``: the decoder's decoding options."""
+        batch = None if batch is None else self._batch(batch)
+        return self.sampling_decoder().decode(z.to(self.device), batch=batch, generator=generator, **options)
+
+    @torch.no_grad()
+    def decoder_losses(self, mu: Tensor, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The decoder's per-example loss terms of decoding ``batch`` from ``mu`` (at t = 1)."""
+        t = torch.ones(mu.shape[0], dtype=torch.long, device=mu.device)
+        return self.sampling_decoder().loss(mu, self._batch(batch), t=t, generator=generator)
+
+    def reconstruct(self, batch: Batch, **options: Any) -> Batch:
+        """Decode the encoder mean: a deterministic reconstruction."""
+        return self.decode(self.encode(batch), batch=batch, **options)
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        n: int,
+        steps: int | None = None,
+        eta: float | None = None,
+        sampler: Sampler = "ddim",
+        generator: torch.Generator | None = None,
+        guidance: Guidance | None = None,
+        guidance_scale: float = 1.0,
+    ) -> Tensor:
+        """x_T ~ N(0, I) -> x_1 ``[n, d]`` with DDIM (``steps``, ``eta``) or DDPM ancestral (T − 1 steps)."""
+        x = torch.randn((n, self.encoder.latent_dim), generator=generator, device=self.device)
+        kw = dict(generator=generator, guidance=guidance, guidance_scale=guidance_scale)
+        if sampler == "ddpm":
+            return ddpm_sample(self._eps_sampling, self.schedule, x, **kw)
+        if sampler == "ddim":
+            steps = self.sample_steps if steps is None else steps
+            eta = self.sample_eta if eta is None else eta
+            return ddim_sample(self._eps_sampling, self.schedule, x, steps=steps, eta=eta, **kw)
+        raise ValueError(f"unknown sampler {sampler!r}; choose ddim or ddpm")
+
+    def sample(self, n: int, steps: int | None = None, eta: float | None = None, **kw: Any) -> Batch:
+        """Generate ``n`` new examples: sample the latent chain, decode x_1 (method.md §4)."""
+        return self.decode(self.sample_latents(n, steps, eta, **kw), generator=kw.get("generator"))
+
+    @torch.no_grad()
+    def invert(self, mu: Tensor, steps: int | None = None) -> Tensor:
+        """Deterministic DDIM inversion μ -> x_T (starting from the noise-free x_1 = √ᾱ_1 μ)."""
+        x1 = self.schedule.sqrt_alphas_cumprod[1] * mu.to(self.device)
+        return ddim_invert(self._eps_sampling, self.schedule, x1, steps=steps or self.sample_steps)
+
+    @torch.no_grad()
+    def uninvert(self, x_T: Tensor, steps: int | None = None) -> Tensor:
+        """The inverse of :meth:`invert`: DDIM (η = 0) x_T -> x_1, returned as μ̂ = x_1 / √ᾱ_1."""
+        x1 = ddim_sample(self._eps_sampling, self.schedule, x_T.to(self.device), steps=steps or self.sample_steps)
+        return x1 / self.schedule.sqrt_alphas_cumprod[1]
+
+    @torch.no_grad()
+    def interpolate_latents(
+        self, mu_a: Tensor, mu_b: Tensor, n: int = 8, mode: Literal["slerp", "lerp"] = "slerp", steps=None
+    ) -> Tensor:
+        """Latent paths ``[P, n, d]`` from μ_a to μ_b: slerp between inverted x_T then DDIM down
+        (``slerp``), or linear between the μ (``lerp``), as in method.md §4."""
+        alpha = torch.linspace(0, 1, n, device=self.device)
+        mu_a, mu_b = mu_a.to(self.device), mu_b.to(self.device)
+        if mode == "lerp":
+            return lerp(mu_a, mu_b, alpha)
+        if mode != "slerp":
+            raise ValueError(f"unknown interpolation mode {mode!r}; choose slerp or lerp")
+        path = slerp(self.invert(mu_a, steps), self.invert(mu_b, steps), alpha)
+        return self.uninvert(path.flatten(0, 1), steps).view_as(path)
+
+    def interpolate(self, a: Batch, b: Batch, n: int = 8, mode: Literal["slerp", "lerp"] = "slerp") -> Batch:
+        """Decoded paths between the examples of ``a`` and ``b`` (paired row by row), ``P·n`` rows."""
+        path = self.interpolate_latents(self.encode(a), self.encode(b), n, mode)
+        return self.decode(path.flatten(0, 1))
+
+    def optimise(
+        self, mu: Tensor, steps: int = 100, lr: float = 0.05, max_distance: float | None = None
+    ) -> Tensor:
+        """Gradient ascent of the head's prediction in μ space (method.md §4, "Proteins").
+
+        ``max_distance`` keeps each latent within a ball around its start, in units of the latent's
+        spread ‖std(μ)‖ over the given batch (√d for a single example), so 1.0 is one typical distance."""
+        if self.head is None:
+            raise ValueError("optimise needs a model trained with a head (model.head in the config)")
+        spread = mu.float().std(0).norm().item() if mu.shape[0] > 1 else math.sqrt(mu.shape[-1])
+        radius = None if max_distance is None else max_distance * spread
+        with torch.inference_mode(False), torch.enable_grad():  # also inside Trainer.predict
+            start = mu.detach().to(self.device).clone()
+            z = start.clone().requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=lr)
+            for _ in range(steps):
+                opt.zero_grad()
+                (-self.head(z).sum()).backward()
+                opt.step()
+                if radius is not None:
+                    with torch.no_grad():
+                        delta = z - start
+                        z.copy_(start + delta * (radius / delta.norm(dim=-1, keepdim=True).clamp(min=radius)))
+        return z.detach()
+
+    # ------------------------------------------------------------------ diled predict
+    def on_predict_epoch_start(self) -> None:
+        self._pair_offset = 0
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
+        opts = self.predict_options
+        seed = opts.seed * 1_000_003 + self.global_rank * 10_007 + batch_idx
+        out = run_predict_task(self, batch, opts, torch.Generator(self.device).manual_seed(seed))
+        if "pair" in out:  # number interpolation pairs across batches
+            out["pair"] = out["pair"] + self._pair_offset
+            self._pair_offset += int(out["pair"].numel() // max(opts.interpolation_points, 1))
+        return out

@@ -1,0 +1,97 @@
+"""The Lightning callback of ``diled predict``: each batch's outputs go once to the writers and the
+metrics, then are dropped; ``metrics.json`` is written on rank 0 from metrics reduced across ranks."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from ..contract import Batch
+from ..io import atomic_write
+from .metrics import PredictionMetric, core_metrics
+from .options import PredictOptions
+from .tasks import num_rows
+from .writers import RecordWriter
+
+__all__ = ["PredictionWriter", "to_cpu"]
+
+
+def to_cpu(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: to_cpu(v) for k, v in x.items()}
+    return x
+
+
+def _json_safe(x: Any) -> Any:
+    """NaN and infinities are not JSON: write them as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    return x
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Streams one task's outputs through the datamodule's writers and metrics (``predict/``)."""
+
+    def __init__(self, options: PredictOptions) -> None:
+        super().__init__(write_interval="batch")
+        self.options = options
+        self.writers: list[RecordWriter] = []
+        self.metrics: list[PredictionMetric] = []
+        self.files: list[Path] = []
+        self.count = 0
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        task, out_dir = self.options.task, Path(self.options.output_dir)
+        dm = trainer.datamodule
+        self.writers = dm.prediction_writers(task, out_dir, trainer.global_rank)
+        self.metrics = [m.to(pl_module.device) for m in core_metrics(task) + dm.prediction_metrics(task)]
+        self.files, self.count = [], 0
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        for metric in self.metrics:
+            metric.update(prediction)
+        cpu = to_cpu(prediction)
+        for writer in self.writers:
+            writer.write(cpu)
+        self.count += num_rows(prediction)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        for writer in self.writers:
+            writer.abort()
+        self.writers = []
+
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        for writer in self.writers:
+            self.files += writer.close()
+        self.writers = []
+        count = self.count
+        if trainer.world_size > 1:
+            count = trainer.strategy.reduce(torch.tensor(count, device=pl_module.device), reduce_op="sum")
+        values: dict[str, Any] = {"count": int(count)}
+        for metric in self.metrics:  # every rank computes: torchmetrics reduces across ranks
+            values.update(metric.compute())
+        if trainer.is_global_zero:
+            entry = {**values, "options": asdict(self.options)}
+            _update_metrics_file(Path(self.options.output_dir) / "metrics.json", self.options.task, entry)
+
+
+def _update_metrics_file(path: Path, task: str, entry: dict[str, Any]) -> None:
+    """``metrics.json`` holds one entry per task, so several tasks can share an output folder."""
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        data = {}
+    data[task] = _json_safe(entry)
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2, default=str, allow_nan=False)
