@@ -20,8 +20,7 @@ def make_model(**kw) -> DiLED:
         denoiser=partial(SkipMLP, width=256, depth=4),
         head=partial(RegressionHead, hidden=32),
         optimizer=partial(torch.optim.Adam, lr=2e-3),
-        ema_decay=0.99,
-        **kw,
+        **{"ema_decay": 0.99, **kw},
     )
 
 
@@ -229,3 +228,56 @@ def test_guidance_moves_samples_toward_the_target(trained) -> None:
         256, steps=20, generator=torch.Generator().manual_seed(1), guidance=g, guidance_scale=2.0
     )
     assert guided[:, 0].mean() > plain[:, 0].mean() + 0.5
+
+
+# ----------------------------------------------------------------- optimizer groups, frozen weights, EMA
+class _PretrainedEncoder(ToyEncoder):
+    """A toy encoder whose first layer plays a frozen pretrained part rebuilt from its source."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        torch.manual_seed(123)  # "the source": the same weights every time the part is built
+        self.net[0].reset_parameters()
+        self.net[0].requires_grad_(False)
+
+    def external_state(self) -> list[str]:
+        return ["net.0."]
+
+    def param_groups(self):
+        return [{"params": [p for n, p in self.named_parameters() if n.startswith("net.2.")], "lr": 1e-5},
+                {"params": [p for n, p in self.named_parameters() if n.startswith("net.4.")]}]
+
+
+def test_plugin_param_groups_reach_the_optimizer_with_their_learning_rate() -> None:
+    model = DiLED(_PretrainedEncoder(latent_dim=4), ToyDecoder(latent_dim=4), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+    optimizer = model.configure_optimizers()
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    assert lrs[0] == 1e-5 and all(lr == 1e-3 for lr in lrs[1:])
+    listed = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert id(model.encoder.net[0].weight) not in listed
+    assert listed == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_external_weights_stay_out_of_checkpoints_and_are_rebuilt(tmp_path: Path) -> None:
+    model = DiLED(_PretrainedEncoder(latent_dim=4), ToyDecoder(latent_dim=4), denoiser=lambda d: SkipMLP(d, 32, 2))
+    dm = ToyDataModule(n_train=64, batch_size=32)
+    fitted = trainer(tmp_path, 2, limit_val_batches=0)
+    fitted.fit(model, dm)
+    ckpt = tmp_path / "model.ckpt"
+    fitted.save_checkpoint(ckpt)
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert not any(k.startswith("encoder.net.0.") for k in state) and "encoder.net.2.weight" in state
+    loaded = DiLED.load_from_checkpoint(ckpt, encoder=_PretrainedEncoder(latent_dim=4), decoder=ToyDecoder(latent_dim=4),
+                                        denoiser=lambda d: SkipMLP(d, 32, 2), weights_only=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
+
+
+def test_decoder_ema_decodes_with_averaged_weights(tmp_path: Path) -> None:
+    model = make_model(decoder_ema=True, ema_decay=0.5)
+    trainer(tmp_path, 3, limit_val_batches=0).fit(model, ToyDataModule(n_train=128, batch_size=32))
+    assert model.sampling_decoder() is model.decoder_ema.module
+    z = torch.randn(4, 4)
+    ema_out = model.decode(z)["x"]
+    assert not torch.allclose(ema_out, model.decoder.decode(z)["x"])
+    torch.testing.assert_close(ema_out, model.decoder_ema.module.decode(z)["x"])

@@ -419,7 +419,18 @@ def test_ddim_inversion_round_trip_random_tanh_mlp():
     assert err[200] < err[20] / 4 and err[200] < 0.02
 
 
-def test_ddim_invert_evaluates_eps_from_t1_upwards():
+def test_ddim_invert_evaluates_eps_only_at_trained_timesteps():
     rec = Recorder(eps_model)
     ddim_invert(rec, sched(), x_T(), steps=4)
-    assert rec.calls == [1, 2, 5, 7]  # x_1 -> x_2 -> x_5 -> x_7 -> x_10, ε at the start of each step
+    # x_1 -> x_2 -> x_5 -> x_7 -> x_10: ε at the start of each step, except at x_1 (t = 1 is the
+    # decoder's step, never trained), where it is taken at the step's target t = 2
+    assert rec.calls == [2, 2, 5, 7]
+
+
+def test_ddim_to_x0_and_inversion_from_x0_use_the_whole_chain():
+    rec = Recorder(eps_model)
+    ddim_sample(rec, sched(), x_T(), steps=10, end=0)
+    assert rec.calls == list(range(10, 0, -1))
+    rec = Recorder(eps_model)
+    ddim_invert(rec, sched(), x_T(), steps=10, start=0)
+    assert rec.calls == [1] + list(range(1, 10))

@@ -93,6 +93,8 @@ class DiledCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{epoch}-{step}"})
         # the latent size is given once, on the encoder (a decoder without latent_dim is skipped)
         parser.link_arguments("model.encoder.init_args.latent_dim", "model.decoder.init_args.latent_dim")
+        # a diffusion decoder maps the shared t of the latent chain onto its own chain
+        parser.link_arguments("model.timesteps", "model.decoder.init_args.latent_timesteps")
 
     def _prepare_subcommand_parser(
         self, klass: type, subcommand: str, **kwargs: Any

@@ -47,13 +47,14 @@ def _eps(eps_model: EpsModel, schedule: NoiseSchedule, x: Tensor, t: int, guidan
     return eps
 
 
-def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
-    """The ``steps`` timesteps where ε_θ is evaluated, descending from T, evenly spaced over {2 … T}."""
-    if not 1 <= steps <= timesteps - 1:
+def ddim_timesteps(timesteps: int, steps: int, low: int = 2) -> list[int]:
+    """The ``steps`` timesteps where ε_θ is evaluated, descending from T, evenly spaced over {low … T}
+    (``low = 2`` for the latent chain, which ends at x_1; ``low = 1`` for a chain that ends at x_0)."""
+    if not 1 <= steps <= timesteps - low + 1:
         raise ValueError(
-            f"steps must be in 1 … {timesteps - 1} for a {timesteps}-step schedule (got {steps})"
+            f"steps must be in 1 … {timesteps - low + 1} for a {timesteps}-step schedule (got {steps})"
         )
-    grid = torch.linspace(timesteps, 2, steps, dtype=torch.float64).round().long().tolist()
+    grid = torch.linspace(timesteps, low, steps, dtype=torch.float64).round().long().tolist()
     return sorted(set(grid), reverse=True)
 
 
@@ -87,13 +88,15 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     guidance: Guidance | None = None,
     guidance_scale: float = 1.0,
+    end: int = 1,
 ) -> Tensor:
-    """DDIM x_T -> x_1 in ``steps`` network calls; η = 0 is deterministic."""
+    """DDIM x_T -> x_end in ``steps`` network calls; η = 0 is deterministic. ``end = 1`` for the latent
+    chain (x_1 goes to the decoder); ``end = 0`` for a decoder's own chain down to the data."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1] (got {eta})")
-    grid = ddim_timesteps(schedule.timesteps, steps)
+    grid = ddim_timesteps(schedule.timesteps, steps, low=end + 1)
     abar = schedule.alphas_cumprod.to(x.dtype)
-    for t, t_prev in zip(grid, grid[1:] + [1]):
+    for t, t_prev in zip(grid, grid[1:] + [end]):
         eps = _eps(eps_model, schedule, x, t, guidance, guidance_scale)
         x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
         sigma = eta * ((1 - abar[t_prev]) / (1 - abar[t]) * (1 - abar[t] / abar[t_prev])).sqrt()
@@ -104,13 +107,17 @@ def ddim_sample(
 
 
 @torch.no_grad()
-def ddim_invert(eps_model: EpsModel, schedule: NoiseSchedule, x: Tensor, *, steps: int = 50) -> Tensor:
-    """Deterministic DDIM inversion x_1 -> x_T on the same grid as :func:`ddim_sample`; the round trip
-    ``ddim_sample(ddim_invert(x1), eta=0)`` returns x_1 up to an error that shrinks with ``steps``."""
-    grid = [1] + ddim_timesteps(schedule.timesteps, steps)[::-1]
+def ddim_invert(
+    eps_model: EpsModel, schedule: NoiseSchedule, x: Tensor, *, steps: int = 50, start: int = 1
+) -> Tensor:
+    """Deterministic DDIM inversion x_start -> x_T on the same grid as :func:`ddim_sample` with
+    ``end = start``; the round trip returns x_start up to an error that shrinks with ``steps``.
+    The first step uses ε at its target timestep (as diffusers' ``DDIMInverseScheduler`` does)."""
+    grid = [start] + ddim_timesteps(schedule.timesteps, steps, low=start + 1)[::-1]
     abar = schedule.alphas_cumprod.to(x.dtype)
     for t, t_next in zip(grid[:-1], grid[1:]):
-        eps = eps_model(x, _full(x, t))
+        # ε at x_start is taken at the next step: the model never trains at t = start
+        eps = eps_model(x, _full(x, t if t > start else t_next))
         x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
         x = abar[t_next].sqrt() * x0 + (1 - abar[t_next]).sqrt() * eps
     return x
