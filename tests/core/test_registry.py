@@ -85,5 +85,10 @@ def test_every_shipped_yaml_builds_against_the_real_signatures(config: Path, mon
     monkeypatch.chdir(REPO)  # configs use paths relative to the repository root
     monkeypatch.setattr(sys, "argv", ["diled"])
     cli = DiledCLI(args=["--config", str(config)], run=False)
-    assert cli.model.encoder.latent_dim > 0
+    model, data = cli.model, cli.datamodule
+    assert getattr(model.decoder, "latent_dim", model.encoder.latent_dim) == model.encoder.latent_dim
+    sizes = type(data).model_sizes(**dict(cli.config["data"]["init_args"]))
+    for part in (model.encoder, model.decoder):  # sizes the data knows reached the parts
+        for key, value in sizes.items():
+            assert getattr(part, key, value) == value
     cli.datamodule.check_compatible(cli.model.encoder, cli.model.decoder)
