@@ -126,6 +126,7 @@ def test_too_little_data_and_bad_fractions(write):
 
 def test_check_compatible(seq_csv):
     dm = CSVDataModule(str(seq_csv), max_length=20)
+    assert CSVDataModule.model_sizes(path="x.csv", max_length=20) == {"max_length": 20}  # -> the decoder
     enc = ReLSOEncoder(8, embed_dim=16, num_layers=1, num_heads=2, ff_dim=16)
     dm.check_compatible(enc, ConvDecoder(8, 20, channels=8, num_layers=1))
     with pytest.raises(ValueError, match="max_length=30.*max_length to 20"):

@@ -1,4 +1,4 @@
-"""Encoder / decoder contract: shapes, masking, per-example NLL, decoding, gradients, ESM-2 options."""
+"""Encoders and decoder: shapes, masking, per-example loss terms, decoding, gradients, ESM-2 options."""
 
 from __future__ import annotations
 
@@ -62,23 +62,38 @@ def test_flatten_pooling_needs_the_width():
         ReLSOEncoder(8, pooling="flatten")
 
 
-def test_decoder_nll_is_per_example_mean_cross_entropy_over_residues_and_eos():
+def test_decoder_loss_is_per_example_mean_cross_entropy_over_residues_and_eos():
     torch.manual_seed(0)
     dec = ConvDecoder(8, 6, channels=16, num_layers=1, dropout=0.0)
     b = tokens(["ACD", "KLMNPQ"], 6)
     z = torch.randn(2, 8)
-    nll = dec.nll(z, b)
+    terms = dec.loss(z, b, t=torch.tensor([1, 1]))
+    assert list(terms) == ["nll"]  # the core reports its mean as nll_mean
+    nll = terms["nll"]
     assert nll.shape == (2,) and torch.isfinite(nll).all()
     logp = F.log_softmax(dec.logits(z), -1)
     classes = dec.to_class[b["tokens"]]
     for i, n in enumerate([3, 6]):
         manual = -torch.stack([logp[i, p, classes[i, p]] for p in range(n + 1)]).mean()  # residues + eos
         torch.testing.assert_close(nll[i], manual)
+    # a likelihood decoder without noise: the shared timestep and the generator change nothing
+    later = dec.loss(z, b, t=torch.tensor([7, 900]), generator=torch.Generator().manual_seed(3))["nll"]
+    torch.testing.assert_close(later, nll)
 
 
 def test_decoder_rejects_a_batch_of_another_width():
     with pytest.raises(ValueError, match="max_length=6"):
-        ConvDecoder(8, 6).nll(torch.zeros(1, 8), tokens(["ACD"], 9))
+        ConvDecoder(8, 6).loss(torch.zeros(1, 8), tokens(["ACD"], 9), t=torch.ones(1, dtype=torch.long))
+
+
+def test_decode_takes_the_batch_but_no_options():
+    torch.manual_seed(0)
+    dec = ConvDecoder(4, 6, channels=8, num_layers=1).eval()
+    z = torch.randn(2, 4)
+    with_batch = dec.decode(z, batch=tokens(["ACD", "KL"], 6), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(with_batch["tokens"], dec.decode(z)["tokens"])  # greedy: the batch is not needed
+    with pytest.raises(ValueError, match="no decoding options.*temperature, top_p"):
+        dec.decode(z, top_p=0.9, temperature=0.7)
 
 
 def test_decode_output_is_well_formed_and_forces_an_end():
@@ -104,7 +119,8 @@ def test_autoencoder_learns_to_reconstruct_and_gradients_reach_the_encoder(make_
     enc, dec = make_encoder(), ConvDecoder(8, 12, channels=32, num_layers=2, dropout=0.0)
     seqs = ["ACDEFGHIK", "KLMN", "WYVPQRSTAC", "GGHHC"]
     b = tokens(seqs, 12)
-    loss = dec.nll(enc(b), b).mean()
+    t = torch.ones(len(seqs), dtype=torch.long)
+    loss = dec.loss(enc(b), b, t=t)["nll"].mean()
     loss.backward()
     assert all(
         p.grad is not None and p.grad.abs().sum() > 0 for n, p in enc.named_parameters() if p.requires_grad
@@ -112,7 +128,7 @@ def test_autoencoder_learns_to_reconstruct_and_gradients_reach_the_encoder(make_
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=3e-3)
     for _ in range(150):
         opt.zero_grad()
-        dec.nll(enc(b), b).mean().backward()
+        dec.loss(enc(b), b, t=t)["nll"].mean().backward()
         opt.step()
     enc.eval(), dec.eval()
     with torch.no_grad():

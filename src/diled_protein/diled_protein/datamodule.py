@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
-from diled_core import Batch, Decoder, DiledDataModule, Encoder, PredictTask
+from diled_core import Batch, Decoder, DiledDataModule, Encoder, PredictionMetric, PredictTask, RecordWriter
 from torch.utils.data import Dataset
 
 from .errors import data_error
-from .predictions import task_metrics, write_task
+from .predictions import task_writers
 from .records import Column, ProteinRecord, TooLong, read_csv, read_fasta
+from .streaming import task_metrics
 from .vocab import ProteinVocab
 
 __all__ = ["CSVDataModule", "FastaDataModule", "ProteinDataModule", "TokenDataset"]
@@ -183,7 +184,13 @@ class ProteinDataModule(DiledDataModule):
             batch["properties"] = props
         return batch
 
-    # --- model check and predictions ------------------------------------------------------------
+    # --- model sizes, model check and predictions ----------------------------------------------
+    @classmethod
+    def model_sizes(cls, **init_args: Any) -> dict[str, Any]:
+        """``max_length`` flows from the data into the decoder (and a flatten-pooling encoder), so a
+        config names it once, under ``data``."""
+        return {"max_length": init_args["max_length"]}
+
     def check_compatible(self, encoder: Encoder, decoder: Decoder) -> None:
         for role, part in (("encoder", encoder), ("decoder", decoder)):
             if getattr(part, "alphabet_name", None) != self.vocab_name:
@@ -208,11 +215,15 @@ class ProteinDataModule(DiledDataModule):
         """The training split's sequences (for novelty)."""
         return self.dataset("train").sequences
 
-    def write_predictions(self, task: PredictTask, outputs: Batch, out_dir: Path, rank: int) -> list[Path]:
-        return write_task(task, outputs, Path(out_dir), rank, self.vocab, self.property_names)
+    def prediction_writers(self, task: PredictTask, out_dir: Path, rank: int) -> list[RecordWriter]:
+        """FASTA / CSV / NPY / PNG writers of ``task`` (:mod:`diled_protein.predictions`)."""
+        return task_writers(task, Path(out_dir), rank, self.vocab, self.property_names)
 
-    def prediction_metrics(self, task: PredictTask, outputs: Batch) -> dict[str, float]:
-        return task_metrics(task, outputs, self.vocab, self.train_sequences() if task == "generate" else [])
+    def prediction_metrics(self, task: PredictTask) -> list[PredictionMetric]:
+        """Streaming protein metrics of ``task`` (:mod:`diled_protein.streaming`); ``generate`` compares
+        with the training split."""
+        train = self.train_sequences() if task == "generate" else []
+        return task_metrics(task, self.vocab, train, width=self.max_length + 1)
 
 
 class CSVDataModule(ProteinDataModule):

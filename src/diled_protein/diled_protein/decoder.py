@@ -3,10 +3,13 @@
 z ``[B, d]`` -> linear -> ``[B, C, L]`` (``L = max_length + 1`` positions: residues, ``<eos>``, pads)
 -> residual conv blocks -> per-position logits over the residues and ``<eos>``. The NLL is the token
 cross-entropy averaged over the real positions of each example (its residues and its ``<eos>``), so
-the decoder learns where the sequence ends; decoding is greedy (argmax) and cut at the first ``<eos>``.
+the decoder learns where the sequence ends; :meth:`ConvDecoder.loss` returns it as the term ``nll``
+(the core reports its mean as ``nll_mean``). Decoding is greedy (argmax) and cut at the first ``<eos>``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -73,8 +76,11 @@ class ConvDecoder(Decoder):
         h = self.project(z).view(z.shape[0], self.channels, self.max_length + 1)
         return self.out(self.norm(self.blocks(h).transpose(1, 2)))
 
-    def nll(self, z: Tensor, batch: Batch, t: Tensor | None = None) -> Tensor:
-        """−log p(x0 | z) per example ``[B]``: cross-entropy averaged over residues and ``<eos>``."""
+    def loss(
+        self, z: Tensor, batch: Batch, *, t: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """``{"nll": [B]}``: −log p(x0 | z) per example, the cross-entropy averaged over its residues and
+        ``<eos>``. ``t`` (the shared timestep) and ``generator`` are not used: the decoder is not noisy."""
         tokens: Tensor = batch["tokens"]
         if tokens.shape[1] != self.max_length + 1:
             raise ValueError(
@@ -85,11 +91,25 @@ class ConvDecoder(Decoder):
         target = self.to_class[tokens]  # pad -> -100 (ignored)
         ce = F.cross_entropy(self.logits(z).transpose(1, 2), target, reduction="none")  # [B, L]
         real = target.ne(-100)
-        return (ce * real).sum(1) / real.sum(1).clamp_min(1)
+        return {"nll": (ce * real).sum(1) / real.sum(1).clamp_min(1)}
 
     @torch.no_grad()
-    def decode(self, z: Tensor, *, generator: torch.Generator | None = None) -> Batch:
-        """Greedy decode: ``{"tokens": [B, max_length + 1], "mask": [B, max_length + 1] bool residues}``."""
+    def decode(
+        self,
+        z: Tensor,
+        *,
+        batch: Batch | None = None,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> Batch:
+        """Greedy decode of ``z [B, d]``: ``{"tokens": [B, max_length + 1], "mask": [B, max_length + 1]}``
+        (``mask``: residue positions). Deterministic, so ``batch`` and ``generator`` are not used; there
+        are no decoding options."""
+        if options:
+            raise ValueError(
+                f"ConvDecoder takes no decoding options (got {', '.join(sorted(options))}); "
+                "remove them from --prediction.decode."
+            )
         tokens = self.to_token[self.logits(z).argmax(-1)]
         end = tokens.eq(self.eos_idx)
         end[:, -1] = True

@@ -10,6 +10,8 @@ picture to TensorBoard and prints where everything is with a short summary table
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -47,15 +49,19 @@ def _latest_run(root: Path) -> Path:
 
 
 def _log_latent_picture(run: Path, out: Path) -> None:
-    """Add the latent PCA figure to the run's TensorBoard log."""
+    """Add the latent PCA figure to the run's TensorBoard log (the first ``PCA_ROWS`` embeddings, as
+    ``latent_pca.png``)."""
     from torch.utils.tensorboard import SummaryWriter
 
     from .plots import latent_figure
+    from .predictions import PCA_ROWS
 
-    mu = torch.from_numpy(np.load(out / "embeddings.npy"))
-    rows = (out / "embeddings.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    prop = [r.split(",")[header.index("property")] for r in rows[1:]] if "property" in header else None
+    mu = torch.from_numpy(np.array(np.load(out / "embeddings.npy", mmap_mode="r")[:PCA_ROWS]))
+    with (out / "embeddings.csv").open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        column = header.index("property") if "property" in header else None
+        prop = [row[column] for row in itertools.islice(reader, PCA_ROWS)] if column is not None else None
     values = torch.tensor([float(v) if v else float("nan") for v in prop]) if prop else None
     writer = SummaryWriter(str(run))
     writer.add_figure("latent/pca", latent_figure(mu, values))

@@ -24,6 +24,7 @@ __all__ = [
     "exact_match",
     "generation_metrics",
     "identity",
+    "is_valid",
     "levenshtein",
     "novelty",
     "perplexity",
@@ -60,6 +61,11 @@ def identity(a: str, b: str) -> float:
     if not a and not b:
         return 1.0
     return sum(x == y for x, y in zip(a, b)) / max(len(a), len(b))
+
+
+def is_valid(sequence: str) -> bool:
+    """A valid generated sequence: non-empty, only the 20 canonical amino acids."""
+    return bool(sequence) and all(c in CANONICAL for c in sequence)
 
 
 def novelty(
@@ -100,7 +106,7 @@ def generation_metrics(
     (mean pairwise edit distance, :func:`diversity`) over all samples; lengths of samples vs the
     training set.
     """
-    valid = [s for s in samples if s and all(c in CANONICAL for c in s)]
+    valid = [s for s in samples if is_valid(s)]
     lens = torch.tensor([len(s) for s in samples], dtype=torch.float32)
     data_lens = torch.tensor([len(s) for s in train], dtype=torch.float32)
     return {

@@ -1,14 +1,17 @@
-"""Predict-task outputs -> files and metrics (the protein side of ``diled predict``).
+"""Predict-task outputs -> files, batch by batch (the protein side of ``diled predict``).
 
-``outputs`` is one rank's (for files) or all ranks' (for metrics) predictions with every batch
-concatenated; see :class:`diled_core.DiledDataModule`. Files per task (rank r > 0 adds ``.rank<r>``):
+:func:`task_writers` gives one rank's :class:`~diled_core.RecordWriter` objects of a task; each gets
+every batch's outputs (CPU tensors, the keys of :mod:`diled_core.predict.tasks`) once, as it comes,
+and nothing is concatenated across batches. Files per task (rank r > 0 adds ``.rank<r>``, named by
+:func:`diled_core.rank_file`):
 
 =============  ===================================================================================
 reconstruct    ``reconstructions.fasta``: ``>id input`` and ``>id reconstruction identity=.. nll=..``
-generate       ``samples.fasta``: ``>sample<i> length=<n>``
+generate       ``samples.fasta``: ``>sample<index> length=<n>`` (``index``: the global sample index;
+               rank r > 0 prefixes ``rank<r>_``)
 encode         ``embeddings.csv`` (id, property, [other properties], [prediction], mu_0..),
-               ``embeddings.npy`` (μ),
-               ``embeddings_xT.npy`` (DDIM-inverted x_T, if given), ``latent_pca.png``
+               ``embeddings.npy`` (μ), ``embeddings_xT.npy`` (DDIM-inverted x_T, if given),
+               ``latent_pca.png`` (PCA of the first :data:`PCA_ROWS` = 5,000 rows of μ at most)
 interpolate    ``interpolations.fasta``: per pair its start, the decoded points (with alpha), its end
 optimise       ``optimised.fasta``: input, reconstruction and optimised sequence with predictions
 =============  ===================================================================================
@@ -17,26 +20,28 @@ optimise       ``optimised.fasta``: input, reconstruction and optimised sequence
 from __future__ import annotations
 
 import csv
-import io
 import math
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Iterable, Sequence
 
-import numpy as np
 import torch
-from diled_core import Batch, PredictTask, atomic_write
+from diled_core import ArrayWriter, Batch, PredictTask, RecordWriter, TextWriter, rank_file
 from torch import Tensor
 
-from .metrics import correlations, exact_match, generation_metrics, identity, perplexity, token_accuracy
-from .plots import latent_figure, save_figure
-from .vocab import CANONICAL, ProteinVocab
-from .writers import format_fasta, rank_file, write_text
+from .metrics import identity
+from .plots import latent_figure
+from .vocab import ProteinVocab
 
-__all__ = ["task_metrics", "write_task"]
+__all__ = ["PCA_ROWS", "EmbeddingsWriter", "format_fasta", "task_writers"]
+
+#: ``latent_pca.png`` is drawn from at most this many rows of μ (the first ones of the rank)
+PCA_ROWS = 5000
 
 
-def _cpu(x: Any) -> Any:
-    return x.detach().cpu() if isinstance(x, Tensor) else x
+def format_fasta(records: Iterable[tuple[str, str]]) -> str:
+    """``(header without '>', sequence)`` pairs -> FASTA text, one line per sequence."""
+    return "".join(f">{h}\n{s}\n" for h, s in records)
 
 
 def _num(x: float) -> str:
@@ -44,9 +49,9 @@ def _num(x: float) -> str:
 
 
 def _property(batch: Batch) -> Tensor:
-    """The first property ``[N]`` with ``nan`` where unlabelled."""
-    y = _cpu(batch["property"]).float()
-    return torch.where(_cpu(batch["property_mask"]).bool(), y, torch.full_like(y, math.nan))
+    """The first property ``[B]`` with ``nan`` where unlabelled."""
+    y = batch["property"].float()
+    return torch.where(batch["property_mask"].bool(), y, torch.full_like(y, math.nan))
 
 
 def _label(batch: Batch, i: int, names: Sequence[str]) -> str:
@@ -54,78 +59,51 @@ def _label(batch: Batch, i: int, names: Sequence[str]) -> str:
     return "" if math.isnan(y) else f" {names[0] if names else 'property'}={_num(y)}"
 
 
-def _write_reconstruct(
-    o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: Sequence[str]
-) -> list[Path]:
-    src, rec = vocab.decode(_cpu(o["input"]["tokens"])), vocab.decode(_cpu(o["output"]["tokens"]))
-    nll = _cpu(o["nll"]).tolist() if "nll" in o else [math.nan] * len(src)
+def reconstruct_fasta(o: Batch, vocab: ProteinVocab, names: Sequence[str] = ()) -> str:
+    """One batch of ``reconstruct`` outputs -> FASTA: each input, then its reconstruction with its
+    identity and the decoder's ``nll`` term (``nan`` if the decoder has none)."""
+    src, rec = vocab.decode(o["input"]["tokens"]), vocab.decode(o["output"]["tokens"])
+    nll = o.get("loss", {}).get("nll")
+    nll = nll.tolist() if nll is not None else [math.nan] * len(src)
     recs = []
     for i, (rid, a, b) in enumerate(zip(o["input"]["id"], src, rec)):
         recs += [
             (f"{rid} input{_label(o['input'], i, names)}", a),
             (f"{rid} reconstruction identity={identity(a, b):.3f} nll={_num(nll[i])}", b),
         ]
-    return [write_text(rank_file(out, "reconstructions.fasta", rank), format_fasta(recs))]
+    return format_fasta(recs)
 
 
-def _write_generate(o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: Sequence[str]) -> list[Path]:
+def generate_fasta(o: Batch, vocab: ProteinVocab, rank: int = 0) -> str:
+    """One batch of ``generate`` outputs -> FASTA named by the global sample ``index``."""
     prefix = "" if rank == 0 else f"rank{rank}_"
-    seqs = vocab.decode(_cpu(o["output"]["tokens"]))
-    recs = [(f"{prefix}sample{i} length={len(s)}", s) for i, s in enumerate(seqs)]
-    return [write_text(rank_file(out, "samples.fasta", rank), format_fasta(recs))]
+    seqs = vocab.decode(o["output"]["tokens"])
+    return format_fasta((f"{prefix}sample{i} length={len(s)}", s) for i, s in zip(o["index"].tolist(), seqs))
 
 
-def _write_encode(o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: Sequence[str]) -> list[Path]:
-    inp, mu = o["input"], _cpu(o["mu"]).float()
-    props = _cpu(inp["properties"]).float() if "properties" in inp else _property(inp)[:, None]
-    k = props.shape[1]  # column "property" is the head's target (the first property), then the others by name
-    others = list(names[1:]) if len(names) == k else [f"property_{j}" for j in range(1, k)]
-    cols = ["property", *others]
-    pred = _cpu(o["prediction"]).float().flatten() if "prediction" in o else None
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        ["id", *cols, *(["prediction"] if pred is not None else []), *(f"mu_{j}" for j in range(mu.shape[1]))]
-    )
-    for i, rid in enumerate(inp["id"]):
-        vals = ["" if math.isnan(v) else repr(v) for v in props[i].tolist()]
-        w.writerow(
-            [rid, *vals, *([repr(float(pred[i]))] if pred is not None else []), *map(repr, mu[i].tolist())]
-        )
-    files = [write_text(rank_file(out, "embeddings.csv", rank), buf.getvalue())]
-    for key, name in (("mu", "embeddings.npy"), ("x_T", "embeddings_xT.npy")):
-        if key in o:
-            path = rank_file(out, name, rank)
-            with atomic_write(path, "wb") as fh:
-                np.save(fh, _cpu(o[key]).float().numpy())
-            files.append(path)
-    colour = props[:, 0] if k and not props[:, 0].isnan().all() else None
-    fig = latent_figure(mu, colour, label=names[0] if names else "property")
-    files.append(save_figure(fig, rank_file(out, "latent_pca.png", rank)))
-    return files
-
-
-def _write_interpolate(
-    o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: Sequence[str]
-) -> list[Path]:
-    seq_a, seq_b = vocab.decode(_cpu(o["input_a"]["tokens"])), vocab.decode(_cpu(o["input_b"]["tokens"]))
-    seqs = vocab.decode(_cpu(o["output"]["tokens"]))
-    pair, alpha = _cpu(o["pair"]).tolist(), _cpu(o["alpha"]).tolist()
+def interpolate_fasta(o: Batch, vocab: ProteinVocab) -> str:
+    """One batch of ``interpolate`` outputs -> FASTA. Rows of a pair are consecutive (``pair``,
+    ``alpha``; ``input_a`` / ``input_b`` repeated per point): each pair is written as its start, its
+    decoded points and its end."""
+    seq_a, seq_b = vocab.decode(o["input_a"]["tokens"]), vocab.decode(o["input_b"]["tokens"])
+    seqs = vocab.decode(o["output"]["tokens"])
+    pair, alpha = o["pair"].tolist(), o["alpha"].tolist()
+    ids_a, ids_b = o["input_a"]["id"], o["input_b"]["id"]
     recs = []
-    for p in range(len(seq_a)):
-        ida, idb = o["input_a"]["id"][p], o["input_b"]["id"][p]
-        recs.append((f"pair{p} start {ida}", seq_a[p]))
-        recs += [
-            (f"pair{p} {ida}->{idb} alpha={alpha[k]:.3f}", seqs[k]) for k in range(len(seqs)) if pair[k] == p
-        ]
-        recs.append((f"pair{p} end {idb}", seq_b[p]))
-    return [write_text(rank_file(out, "interpolations.fasta", rank), format_fasta(recs))]
+    for k, p in enumerate(pair):
+        if k == 0 or pair[k - 1] != p:
+            recs.append((f"pair{p} start {ids_a[k]}", seq_a[k]))
+        recs.append((f"pair{p} {ids_a[k]}->{ids_b[k]} alpha={alpha[k]:.3f}", seqs[k]))
+        if k == len(pair) - 1 or pair[k + 1] != p:
+            recs.append((f"pair{p} end {ids_b[k]}", seq_b[k]))
+    return format_fasta(recs)
 
 
-def _write_optimise(o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: Sequence[str]) -> list[Path]:
-    src = vocab.decode(_cpu(o["input"]["tokens"]))
-    rec, opt = vocab.decode(_cpu(o["reconstruction"]["tokens"])), vocab.decode(_cpu(o["output"]["tokens"]))
-    before, after = _cpu(o["pred_before"]).tolist(), _cpu(o["pred_after"]).tolist()
+def optimise_fasta(o: Batch, vocab: ProteinVocab, names: Sequence[str] = ()) -> str:
+    """One batch of ``optimise`` outputs -> FASTA: input, reconstruction, optimised sequence."""
+    src = vocab.decode(o["input"]["tokens"])
+    rec, opt = vocab.decode(o["reconstruction"]["tokens"]), vocab.decode(o["output"]["tokens"])
+    before, after = o["pred_before"].tolist(), o["pred_after"].tolist()
     recs = []
     for i, rid in enumerate(o["input"]["id"]):
         recs += [
@@ -137,65 +115,110 @@ def _write_optimise(o: Batch, out: Path, rank: int, vocab: ProteinVocab, names: 
                 opt[i],
             ),
         ]
-    return [write_text(rank_file(out, "optimised.fasta", rank), format_fasta(recs))]
+    return format_fasta(recs)
 
 
-_WRITERS = {
-    "reconstruct": _write_reconstruct,
-    "generate": _write_generate,
-    "encode": _write_encode,
-    "interpolate": _write_interpolate,
-    "optimise": _write_optimise,
-}
+class EmbeddingsWriter(RecordWriter):
+    """``encode`` outputs -> ``embeddings.csv``, ``embeddings.npy`` (μ ``[N, d]``), ``embeddings_xT.npy``
+    (x_T ``[N, d]``, when given) and ``latent_pca.png``.
+
+    CSV columns: ``id``, ``property`` (the head's target, the first property; empty when unlabelled),
+    the other properties by name, ``prediction`` (with a head), ``mu_0 … mu_{d-1}``. The picture is
+    drawn on close from the first ``pca_rows`` rows of μ, the only rows kept in memory.
+    """
+
+    def __init__(
+        self, out_dir: Path, rank: int, property_names: Sequence[str] = (), pca_rows: int = PCA_ROWS
+    ) -> None:
+        super().__init__()
+        self.out_dir, self.rank, self.names, self.pca_rows = (
+            Path(out_dir),
+            rank,
+            list(property_names),
+            pca_rows,
+        )
+        csv_file = self.open(rank_file(out_dir, "embeddings.csv", rank), encoding="utf-8", newline="")
+        self._csv = csv.writer(csv_file, lineterminator="\n")
+        self._header: list[str] | None = None
+        self._arrays: dict[str, ArrayWriter] = {}
+        self._mu: list[Tensor] = []  # the first pca_rows rows of μ [n, d] and their property [n]
+        self._colour: list[Tensor] = []
+        self._kept = self._rows = 0
+
+    def _columns(self, num_properties: int, has_prediction: bool, latent_dim: int) -> list[str]:
+        k = num_properties  # "property" is the head's target (the first property), then the others by name
+        others = self.names[1:] if len(self.names) == k else [f"property_{j}" for j in range(1, k)]
+        pred = ["prediction"] if has_prediction else []
+        return ["id", "property", *others, *pred, *(f"mu_{j}" for j in range(latent_dim))]
+
+    def write(self, outputs: Batch) -> None:
+        inp, mu = outputs["input"], outputs["mu"].float()
+        props = inp["properties"].float() if "properties" in inp else _property(inp)[:, None]
+        pred = outputs["prediction"].float().flatten() if "prediction" in outputs else None
+        if self._header is None:
+            self._header = self._columns(props.shape[1], pred is not None, mu.shape[1])
+            self._csv.writerow(self._header)
+        for i, rid in enumerate(inp["id"]):
+            vals = ["" if math.isnan(v) else repr(v) for v in props[i].tolist()]
+            p = [repr(float(pred[i]))] if pred is not None else []
+            self._csv.writerow([rid, *vals, *p, *map(repr, mu[i].tolist())])
+        for key, name in (("mu", "embeddings.npy"), ("x_T", "embeddings_xT.npy")):
+            if key in outputs:
+                if key not in self._arrays:
+                    self._arrays[key] = ArrayWriter(rank_file(self.out_dir, name, self.rank))
+                self._arrays[key].write(outputs[key])
+        self._keep(mu, props[:, 0])
+
+    def _keep(self, mu: Tensor, colour: Tensor) -> None:
+        take = min(self.pca_rows - self._kept, mu.shape[0])
+        if take > 0:
+            self._mu.append(mu[:take].clone())
+            self._colour.append(colour[:take].clone())
+            self._kept += take
+        self._rows += mu.shape[0]
+
+    def finish(self) -> None:
+        """Draw ``latent_pca.png`` (nothing when no rows arrived)."""
+        if not self._kept:
+            return
+        colour = torch.cat(self._colour)
+        title = "Latent space (PCA of μ)"
+        if self._kept < self._rows:
+            title = f"Latent space (PCA of the first {self._kept} of {self._rows} μ)"
+        fig = latent_figure(
+            torch.cat(self._mu),
+            None if colour.isnan().all() else colour,
+            label=self.names[0] if self.names else "property",
+            title=title,
+        )
+        fig.savefig(self.open(rank_file(self.out_dir, "latent_pca.png", self.rank), "wb"), format="png")
+
+    def close(self) -> list[Path]:
+        paths = super().close()
+        for array in self._arrays.values():
+            paths += array.close()
+        return paths
+
+    def abort(self) -> None:
+        super().abort()
+        for array in self._arrays.values():
+            array.abort()
 
 
-def write_task(
-    task: PredictTask,
-    outputs: Batch,
-    out_dir: Path,
-    rank: int,
-    vocab: ProteinVocab,
-    property_names: Sequence[str] = (),
-) -> list[Path]:
-    """Write one rank's outputs of ``task`` under ``out_dir``; return the files written."""
-    if task not in _WRITERS:
-        raise ValueError(f"unknown predict task {task!r}; choose one of {sorted(_WRITERS)}")
-    return _WRITERS[task](outputs, Path(out_dir), rank, vocab, property_names)
-
-
-def _valid_fraction(seqs: Sequence[str]) -> float:
-    return sum(bool(s) and all(c in CANONICAL for c in s) for s in seqs) / max(len(seqs), 1)
-
-
-def task_metrics(
-    task: PredictTask, o: Batch, vocab: ProteinVocab, train: Sequence[str] = ()
-) -> dict[str, float]:
-    """Metrics of ``task`` over all outputs (``train``: training sequences, for generation novelty)."""
-    if task == "reconstruct":
-        src, pred = _cpu(o["input"]["tokens"]), _cpu(o["output"]["tokens"])
-        m = {
-            "token_accuracy": token_accuracy(pred, src, vocab.pad_idx, vocab.size),
-            "exact_match": exact_match(pred, src),
-            "identity_mean": float(
-                np.mean([identity(a, b) for a, b in zip(vocab.decode(src), vocab.decode(pred))])
-            ),
-        }
-        if "nll" in o:
-            m["perplexity"] = perplexity(_cpu(o["nll"]))
-        return m
-    if task == "generate":
-        return generation_metrics(vocab.decode(_cpu(o["output"]["tokens"])), train)
+def task_writers(
+    task: PredictTask, out_dir: Path, rank: int, vocab: ProteinVocab, property_names: Sequence[str] = ()
+) -> list[RecordWriter]:
+    """The writers of one rank's records of ``task`` under ``out_dir`` (see the module docstring)."""
+    out_dir, names = Path(out_dir), list(property_names)
     if task == "encode":
-        if "prediction" not in o:
-            return {}
-        y, known = _property(o["input"]), _cpu(o["input"]["property_mask"]).bool()
-        return correlations(_cpu(o["prediction"]).flatten()[known], y[known])
-    if task == "interpolate":
-        return {"validity": _valid_fraction(vocab.decode(_cpu(o["output"]["tokens"])))}
-    if task == "optimise":  # the core adds pred_before_mean, pred_after_mean and improved_fraction
-        src, opt = vocab.decode(_cpu(o["input"]["tokens"])), vocab.decode(_cpu(o["output"]["tokens"]))
-        return {
-            "identity_to_input_mean": float(np.mean([identity(a, b) for a, b in zip(src, opt)])),
-            "validity": _valid_fraction(opt),
-        }
-    raise ValueError(f"unknown predict task {task!r}")
+        return [EmbeddingsWriter(out_dir, rank, names)]
+    fasta = {
+        "reconstruct": ("reconstructions.fasta", partial(reconstruct_fasta, vocab=vocab, names=names)),
+        "generate": ("samples.fasta", partial(generate_fasta, vocab=vocab, rank=rank)),
+        "interpolate": ("interpolations.fasta", partial(interpolate_fasta, vocab=vocab)),
+        "optimise": ("optimised.fasta", partial(optimise_fasta, vocab=vocab, names=names)),
+    }
+    if task not in fasta:
+        raise ValueError(f"unknown predict task {task!r}; choose one of {sorted([*fasta, 'encode'])}")
+    name, format_batch = fasta[task]
+    return [TextWriter(rank_file(out_dir, name, rank), format_batch)]

@@ -5,7 +5,7 @@ Data flows one way: batch -> :func:`run_predict_task` -> each :class:`RecordWrit
 """
 
 from .callback import PredictionWriter
-from .metrics import MeanOf, PredictionMetric, Reservoir, core_metrics
+from .metrics import MeanOf, PredictionMetric, RatioOf, Reservoir, core_metrics
 from .options import PredictOptions
 from .tasks import TASKS, num_rows, run_predict_task, select_rows
 from .writers import ArrayWriter, RecordWriter, TableWriter, TextWriter, flatten_outputs, rank_file
@@ -17,6 +17,7 @@ __all__ = [
     "PredictOptions",
     "PredictionMetric",
     "PredictionWriter",
+    "RatioOf",
     "RecordWriter",
     "Reservoir",
     "TableWriter",

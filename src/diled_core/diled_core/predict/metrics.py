@@ -18,7 +18,10 @@ from torchmetrics import Metric
 
 from ..contract import Batch, PredictTask
 
-__all__ = ["MeanOf", "PredictionMetric", "Reservoir", "core_metrics"]
+__all__ = ["MeanOf", "PredictionMetric", "RatioFn", "RatioOf", "Reservoir", "core_metrics"]
+
+#: ``outputs -> (numerator [B], denominator [B])``
+RatioFn = Callable[[Batch], tuple[Tensor, Tensor]]
 
 
 class PredictionMetric(Metric):
@@ -52,6 +55,29 @@ class MeanOf(PredictionMetric):
     def compute(self) -> dict[str, float]:
         return {
             name: (self.sums[i] / self.counts[i]).item() if self.counts[i] > 0 else math.nan
+            for i, name in enumerate(self.values)
+        }
+
+
+class RatioOf(PredictionMetric):
+    """Ratios of sums over all rows: ``{name: Σ num / Σ den}`` for each ``name -> fn(outputs)`` giving
+    ``(num [B], den [B])`` (``nan`` without a denominator)."""
+
+    def __init__(self, values: dict[str, RatioFn]) -> None:
+        super().__init__()
+        self.values = values
+        self.add_state("num", torch.zeros(len(values), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("den", torch.zeros(len(values), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, outputs: Batch) -> None:
+        for i, fn in enumerate(self.values.values()):
+            num, den = fn(outputs)
+            self.num[i] += num.detach().double().sum().to(self.num.device)
+            self.den[i] += den.detach().double().sum().to(self.den.device)
+
+    def compute(self) -> dict[str, float]:
+        return {
+            name: (self.num[i] / self.den[i]).item() if self.den[i] > 0 else math.nan
             for i, name in enumerate(self.values)
         }
 

@@ -51,8 +51,9 @@ def _interpolate(model: Any, batch: Batch, mu: Tensor, opts: PredictOptions, gen
     ia, ib = torch.arange(0, 2 * pairs, 2), torch.arange(1, 2 * pairs, 2)
     path = model.interpolate_latents(mu[ia], mu[ib], n, opts.interpolation_mode, opts.steps)
     options = dict(opts.decode)
-    if model.decoder.can_invert:  # e.g. a pixel-diffusion decoder: slerp its inverted noise too
-        inv = model.decoder.invert(batch, mu, **opts.decode)
+    decoder = model.sampling_decoder()  # the EMA weights when the model keeps them
+    if decoder.can_invert:  # e.g. a pixel-diffusion decoder: slerp its inverted noise too
+        inv = decoder.invert(batch, mu, **opts.decode)
         alpha = torch.linspace(0, 1, n, device=inv.device)
         options["inverted"] = slerp(inv[ia].flatten(1), inv[ib].flatten(1), alpha).reshape(-1, *inv.shape[1:])
     return {
