@@ -15,40 +15,29 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveError, read_checkpoint
 from .data import DiledDataModule
 from .module import DiLED, NonFiniteLossError
+from .runs import (
+    Interrupted,
+    SaveOnSigterm,
+    changed_options,
+    find_last_checkpoint,
+    prepare_output_dir,
+    remove_if_empty,
+    state_dict_mismatch,
+)
 from .predict import PredictionWriter, PredictOptions
 from .registry import load_modalities
 from .sizes import fill_model_sizes, import_class
 
-__all__ = ["CheckpointError", "DiledCLI", "main"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, truncated, or made for another modality."""
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint without executing code from it (``weights_only=True``), or explain why not."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check --ckpt_path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-            "It may be truncated (an interrupted copy or a full disk) or not a diled checkpoint; "
-            "use another checkpoint, e.g. the last.ckpt of the run's checkpoints/ folder."
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict); check --ckpt_path")
-    return ckpt
+__all__ = ["DiledCLI", "main"]
 
 
 def _data_modality(config: Any) -> str:
@@ -110,6 +99,9 @@ class DiledCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path == "last":  # as Lightning's ckpt_path="last", across runs of the root folder
+            root = self.config[subcommand].trainer.get("default_root_dir") or "runs"
+            ckpt_path = self.config[subcommand].ckpt_path = str(find_last_checkpoint(root))
         if ckpt_path:
             ckpt = read_checkpoint(ckpt_path)
             saved = ckpt.get("diled", {}).get("modality", "")
@@ -119,6 +111,12 @@ class DiledCLI(LightningCLI):
                     f"checkpoint {ckpt_path} was trained on the {saved!r} modality but the config's data is "
                     f"{wanted!r}; pass the config the run was trained with (config.yaml in its run folder)."
                 )
+            if subcommand == "fit":  # resuming: the config's options apply, not the checkpoint's
+                model = self.config.fit.model
+                changes = changed_options(ckpt.get("hyper_parameters", {}), model.as_dict() if model else {})
+                if changes:
+                    print(f"diled fit: resuming from {ckpt_path} with new options: {changes}", file=sys.stderr)
+                return
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
@@ -132,8 +130,17 @@ class DiledCLI(LightningCLI):
             # the frozen stage leaves parameters without gradients, which plain DDP rejects
             config.trainer.strategy = "ddp_find_unused_parameters_true"
 
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user's own plugin
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if self.subcommand == "fit":
+            trainer.callbacks.append(SaveOnSigterm())
+        return trainer
+
     def before_predict(self) -> None:
         options: PredictOptions = self.config_init.predict.prediction
+        prepare_output_dir(Path(options.output_dir), options.task, overwrite=options.overwrite)
         if not self.config.predict.get("ckpt_path"):
             warnings.warn(
                 "diled predict without --ckpt_path uses an untrained model", UserWarning, stacklevel=1
@@ -153,7 +160,12 @@ class DiledCLI(LightningCLI):
         with warnings.catch_warnings():
             if subcommand == "predict":  # ModelCheckpoint's state in the checkpoint is not needed here
                 warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
-            super()._run_subcommand(subcommand)
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                if subcommand == "fit" and self.trainer.is_global_zero:
+                    remove_if_empty(self.trainer.log_dir)  # a failed fit leaves no run folder without checkpoints
+                raise
 
     def after_predict(self) -> None:
         options = self.config_init.predict.prediction
@@ -175,6 +187,8 @@ def _plugins() -> int:
 _USER_ERRORS = (
     ArgumentError,
     CheckpointError,
+    CheckpointSaveError,
+    Interrupted,
     NonFiniteLossError,
     FileNotFoundError,
     ValueError,
@@ -213,12 +227,24 @@ def main(args: list[str] | None = None) -> int:
         return _plugins()
     try:
         DiledCLI(args=args)
+    except SIGTERMException as err:  # Lightning stops the loops with this SystemExit (code None)
+        return main_error(Interrupted.from_sigterm(err), argv)
     except _USER_ERRORS as err:
-        if os.environ.get("DILED_DEBUG"):
-            traceback.print_exc()
-        print(f"diled: error: {_explain(err, argv)}", file=sys.stderr)
-        return 2 if isinstance(err, ArgumentError) else 1
+        return main_error(err, argv)
+    except RuntimeError as err:
+        if "Error(s) in loading state_dict" not in str(err):
+            raise
+        return main_error(CheckpointError(state_dict_mismatch(err)), argv)
     return 0
+
+
+def main_error(err: BaseException, argv: list[str]) -> int:
+    if os.environ.get("DILED_DEBUG"):
+        traceback.print_exception(err)
+    print(f"diled: error: {_explain(err, argv)}", file=sys.stderr)
+    if isinstance(err, Interrupted):
+        return err.exit_code
+    return 2 if isinstance(err, ArgumentError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

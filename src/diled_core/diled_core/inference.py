@@ -42,6 +42,12 @@ class Inference:
         raise NotImplementedError
 
     def _eps_sampling(self, x: Tensor, t: Tensor) -> Tensor:
+        if getattr(self, "training_mode", "joint") == "autoencoder":
+            raise ValueError(
+                "this model was trained with training: autoencoder, so its latent denoiser is untrained: it "
+                "cannot generate, DDIM-invert or slerp-interpolate. Use encode, reconstruct, optimise or "
+                "--prediction.interpolation_mode lerp, or train with training: joint or two_stage."
+            )
         return self.sampling_denoiser()(x, t.to(x.dtype) / self.schedule.timesteps)
 
     def _batch(self, batch: Batch) -> Batch:

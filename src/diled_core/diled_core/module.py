@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ._version import __version__
+from .checkpoints import CheckpointError, read_checkpoint
 from .contract import AuxHead, Batch, Decoder, Encoder, trainable_groups
 from .denoiser import SkipMLP
 from .diffusion import RecWeighting
@@ -25,6 +26,7 @@ from .inference import Inference
 from .monitoring import LatentStats
 from .objective import Objective, Phase, objective
 from .predict import PredictOptions
+from .runs import state_dict_mismatch
 from .schedule import NoiseSchedule, ScheduleKind
 
 __all__ = ["DiLED", "NonFiniteLossError", "Training"]
@@ -223,6 +225,33 @@ class DiLED(Inference, LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
 
+    def on_train_start(self) -> None:
+        if getattr(self, "_optimizer_changed", False):  # resumed with new optimizer options: use them
+            fresh = self.optimizer_factory(self.param_groups())
+            for optimizer in self.trainer.optimizers:
+                for group, new in zip(optimizer.param_groups, fresh.param_groups):
+                    for key in ("lr", "weight_decay", "betas", "momentum", "eps"):
+                        if key in new:
+                            group[key] = new[key]
+                    if "initial_lr" in group:
+                        group["initial_lr"] = new["lr"]
+            self._optimizer_changed = False
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> DiLED:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, refusing unreadable checkpoints or non-finite weights
+        with one paragraph (:class:`~diled_core.checkpoints.CheckpointError`); the model comes back
+        in eval mode, so the inference API is deterministic."""
+        read_checkpoint(checkpoint_path)
+        kwargs.setdefault("weights_only", True)
+        try:
+            model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except RuntimeError as err:
+            if "Error(s) in loading state_dict" not in str(err):
+                raise
+            raise CheckpointError(f"checkpoint {checkpoint_path}: {state_dict_mismatch(err)}") from None
+        return model.eval()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         bad = [n for n, p in self.named_parameters() if not torch.isfinite(p).all()]
         if bad:
@@ -246,7 +275,10 @@ class DiLED(Inference, LightningModule):
         return tuple(prefixes)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refill the weights left out of the checkpoint from the freshly built parts."""
+        """Refill the weights left out of the checkpoint from the freshly built parts, and note a
+        changed optimizer configuration so that resuming applies it (:meth:`on_train_start`)."""
+        saved = checkpoint.get("hyper_parameters", {})
+        self._optimizer_changed = "optimizer" in saved and saved.get("optimizer") != self.hparams.get("optimizer")
         prefixes = self._external_prefixes()
         if prefixes:
             state = checkpoint["state_dict"]

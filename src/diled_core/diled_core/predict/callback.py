@@ -81,8 +81,13 @@ class PredictionWriter(BasePredictionWriter):
         values: dict[str, Any] = {"count": int(count)}
         for metric in self.metrics:  # every rank computes: torchmetrics reduces across ranks
             values.update(metric.compute())
+        files = [f.name for f in self.files]
+        if trainer.world_size > 1 and torch.distributed.is_initialized():  # the files of every rank
+            every: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(every, files)
+            files = [name for part in every for name in part]
         if trainer.is_global_zero:
-            entry = {**values, "options": asdict(self.options)}
+            entry = {**values, "files": files, "options": asdict(self.options)}
             _update_metrics_file(Path(self.options.output_dir) / "metrics.json", self.options.task, entry)
 
 

@@ -32,6 +32,7 @@ class PredictOptions:
         decode: decoding options passed to the plugin's decoder (e.g. ``{temperature: 0.7, top_p: 0.9}``
             for text, ``{steps: 20}`` for a pixel-diffusion decoder); the decoder names the ones it takes.
         seed: seed of the sampling noise (combined with rank and batch index).
+        overwrite: replace this task's earlier predictions in ``output_dir`` (refused otherwise).
     """
 
     task: PredictTask = "reconstruct"
@@ -50,3 +51,4 @@ class PredictOptions:
     optimise_max_distance: float | None = 1.0
     decode: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    overwrite: bool = False
