@@ -281,3 +281,26 @@ def test_decoder_ema_decodes_with_averaged_weights(tmp_path: Path) -> None:
     ema_out = model.decode(z)["x"]
     assert not torch.allclose(ema_out, model.decoder.decode(z)["x"])
     torch.testing.assert_close(ema_out, model.decoder_ema.module.decode(z)["x"])
+
+
+def test_a_divergence_keeps_the_last_good_checkpoint_and_names_it(tmp_path: Path) -> None:
+    """Weights that blow up (here: scaled by 1e30 after step 5, as a diverging optimizer does) are never
+    saved; last.ckpt keeps the step-5 weights, and the error names it."""
+    from diled_core import NonFiniteLossError
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class Explode(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            if trainer.global_step == 6:
+                with torch.no_grad():
+                    for p in pl_module.parameters():
+                        p.mul_(1e30)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True)
+    fitting = L.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, callbacks=[Explode(), checkpoint])
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint is .*last.ckpt"):
+        fitting.fit(make_model(), ToyDataModule(n_train=512, batch_size=32))
+    kept = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert kept["global_step"] == 5
+    assert max(v.abs().max().item() for v in kept["state_dict"].values() if v.is_floating_point()) < 100

@@ -8,6 +8,7 @@ optimizer groups, EMA weights, logging and checkpoints.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Callable, Literal
 
@@ -69,6 +70,9 @@ class DiLED(Inference, LightningModule):
         sample_steps, sample_eta: DDIM defaults for :meth:`sample`, :meth:`invert`, :meth:`interpolate`.
         optimizer, lr_scheduler: factories taking the parameters / the optimizer.
     """
+
+    #: a checkpoint whose weight norm exceeds this multiple of the last checkpoint's is refused
+    DIVERGED_NORM_RATIO = 1e3
 
     def __init__(
         self,
@@ -252,10 +256,26 @@ class DiLED(Inference, LightningModule):
             raise CheckpointError(f"checkpoint {checkpoint_path}: {state_dict_mismatch(err)}") from None
         return model.eval()
 
+    def _weight_norm(self) -> float:
+        return torch.linalg.vector_norm(torch.stack([p.detach().double().norm() for p in self.parameters()])).item()
+
+    def on_fit_start(self) -> None:
+        self._saved_norm = self._weight_norm()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        bad = [n for n, p in self.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise NonFiniteLossError(f"refusing to save a checkpoint with non-finite weights ({bad[0]} ...)")
+        """Refuse to save weights that diverged: non-finite, or a global norm more than
+        ``DIVERGED_NORM_RATIO`` times that of the last checkpoint (or of the start); the earlier
+        checkpoints are then what the run keeps, and the error says which."""
+        norm, last = self._weight_norm(), getattr(self, "_saved_norm", None)
+        if not math.isfinite(norm) or (last is not None and norm > self.DIVERGED_NORM_RATIO * max(last, 1e-12)):
+            previous = self._trainer.checkpoint_callback.last_model_path if self._trainer is not None else ""
+            kept = f"the last good checkpoint is {previous}" if previous else "no earlier checkpoint was written"
+            raise NonFiniteLossError(
+                f"the weights diverged by step {self.global_step} (global norm {norm:.3g}"
+                + (f", {norm / last:.3g} times that of the last checkpoint)" if last and math.isfinite(norm) else ")")
+                + f" and were not saved; {kept}"
+            )
+        self._saved_norm = norm
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(self._external_prefixes())]:
             del state[key]  # frozen pretrained weights: rebuilt from their source when loading
