@@ -72,6 +72,16 @@ class DiledDataModule(LightningDataModule):
         ranks into ``metrics.json``. States must stay bounded in the number of rows."""
         return []
 
+    def batch_from_records(self, records: list[Any]) -> Batch:
+        """Raw records (vectors, sequences, sentences, image files ...) -> one batch, for the Python API
+        (``model.encode(dm.batch_from_records([...]))``). Each modality documents its record type."""
+        raise NotImplementedError(f"{type(self).__name__} does not turn raw records into a batch yet")
+
+    def records_from_batch(self, batch: Batch) -> list[Any]:
+        """A batch (e.g. ``model.sample(...)`` or ``model.decode(...)``) -> raw records, the inverse of
+        :meth:`batch_from_records`."""
+        raise NotImplementedError(f"{type(self).__name__} does not turn a batch into raw records yet")
+
     @classmethod
     def model_sizes(cls, **init_args: Any) -> dict[str, Any]:
         """Sizes the encoder and decoder take from the data, computed from this class's init args

@@ -84,6 +84,16 @@ class ToyDataModule(DiledDataModule):
         x = torch.stack([e[0] for e in examples])
         return {"x": x, "label": torch.stack([e[1] for e in examples]), "property": x[:, 0].clone()}
 
+    def batch_from_records(self, records: list[list[float]]) -> Batch:
+        """Vectors of ``dim`` numbers -> a batch (label -1: unknown)."""
+        x = torch.tensor(records, dtype=torch.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"toy records must be vectors of {self.dim} numbers (got shape {tuple(x.shape)})")
+        return self.collate([(row, torch.tensor(-1)) for row in x])
+
+    def records_from_batch(self, batch: Batch) -> list[list[float]]:
+        return batch["x"].detach().cpu().tolist()
+
     @classmethod
     def model_sizes(cls, **init_args) -> dict[str, int]:
         return {"dim": init_args["dim"]}
