@@ -27,7 +27,9 @@ from .contract import (
 from .data import OUTPUT_NAMES, DiledDataModule
 from .denoiser import RegressionHead, SkipMLP
 from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
+from .diffusion_decoder import DiffusionDecoder
 from .interpolation import lerp, slerp
+from .errors import DataError, data_error
 from .io import atomic_write
 from .module import DiLED, NonFiniteLossError
 from .objective import Objective, Phase, combine_terms, objective
@@ -55,7 +57,9 @@ __all__ = [
     "Batch",
     "Decoder",
     "DecoderObjective",
+    "DataError",
     "DiLED",
+    "DiffusionDecoder",
     "DiledDataModule",
     "Encoder",
     "Guidance",
@@ -83,6 +87,7 @@ __all__ = [
     "ddim_invert",
     "ddim_sample",
     "ddim_timesteps",
+    "data_error",
     "ddpm_sample",
     "diffusion_mse",
     "lerp",

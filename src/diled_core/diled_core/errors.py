@@ -1,0 +1,37 @@
+"""Bad input data as one paragraph: what is wrong, where (file, line, value) and how to fix it.
+
+Plugins subclass :class:`DataError` (``ProteinDataError``, ``TextDataError`` ...) and build messages
+with :func:`data_error`; a :class:`ValueError`, so the ``diled`` command prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["DataError", "data_error"]
+
+
+class DataError(ValueError):
+    """Bad data: the message says what is wrong, where (file, line, value) and how to fix it."""
+
+
+def data_error(
+    what: str,
+    *,
+    path: str | Path | None = None,
+    line: int | None = None,
+    value: object = None,
+    fix: str = "",
+    cls: type[DataError] = DataError,
+) -> DataError:
+    """``cls("<file>, line <n>: <what> (value: ...). <fix>")``; returned, for the caller to raise."""
+    where = ""
+    if path is not None:
+        where = f"{path}" + (f", line {line}" if line is not None else "") + ": "
+    shown = "" if value is None else f" (value: {_short(value)!r})"
+    return cls(f"{where}{what}{shown}." + (f" {fix}" if fix else ""))
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
