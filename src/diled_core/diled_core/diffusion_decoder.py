@@ -12,7 +12,9 @@ network ε_φ(x_s, s, z) and the shape of one example:
 * :meth:`DiffusionDecoder.invert`, which the interpolate task uses to slerp inverted noise.
 
 Decoding options: ``steps`` (DDIM steps, default 20), ``eta`` (default 0), ``from_inverted``
-(reconstructions start from the inverted data, default true), ``inverted`` (a given x_T').
+(reconstructions start from the inverted data, default true), ``inverted`` (a given x_T'),
+``clip_denoised`` (for data in a known range, ``clip_range``: clip each step's predicted x0 into it
+and recompute ε from it, as improved-diffusion's and DiffAE's DDIM do; default true).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class DiffusionDecoder(Decoder):
 
     objective = "diffusion"
     data_key: ClassVar[str] = "x"
+    #: the range of the data (e.g. ``(-1.0, 1.0)`` for images), or ``None`` for unbounded data
+    clip_range: ClassVar[tuple[float, float] | None] = None
 
     def __init__(
         self,
@@ -69,13 +73,27 @@ class DiffusionDecoder(Decoder):
         err = (noise - self.eps(q_sample(self.schedule, x0, s, noise), s, z)) ** 2
         return {"eps_mse": err.flatten(1).mean(dim=1)}
 
-    def _model(self, z: Tensor):
-        return lambda x, s: self.eps(x, s, z)
+    def _model(self, z: Tensor, clip_denoised: bool = True):
+        """ε(x_s, s) for the samplers; with ``clip_denoised`` and a ``clip_range``, the predicted x0 is
+        clipped into the range and ε recomputed from it."""
+        if not clip_denoised or self.clip_range is None:
+            return lambda x, s: self.eps(x, s, z)
+        low, high = self.clip_range
+
+        def eps(x: Tensor, s: Tensor) -> Tensor:
+            e = self.eps(x, s, z)
+            abar = self.schedule.gather(self.schedule.alphas_cumprod, s, x)
+            x0 = ((x - (1 - abar).sqrt() * e) / abar.sqrt()).clamp(low, high)
+            return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+        return eps
 
     @torch.no_grad()
-    def invert(self, batch: Batch, z: Tensor, *, steps: int = 20, **_: Any) -> Tensor:
-        """DDIM inversion of the data x0 -> x_T' given the latents ``z``."""
-        return ddim_invert(self._model(z), self.schedule, batch[self.data_key].to(z), steps=steps, start=0)
+    def invert(self, batch: Batch, z: Tensor, *, steps: int = 20, clip_denoised: bool = True, **_: Any) -> Tensor:
+        """DDIM inversion of the data x0 -> x_T' given the latents ``z`` (other decoding options are
+        accepted and ignored, since the interpolate task passes them all)."""
+        model = self._model(z, clip_denoised)
+        return ddim_invert(model, self.schedule, batch[self.data_key].to(z), steps=steps, start=0)
 
     @torch.no_grad()
     def decode(
@@ -88,17 +106,19 @@ class DiffusionDecoder(Decoder):
         eta: float = 0.0,
         from_inverted: bool = True,
         inverted: Tensor | None = None,
+        clip_denoised: bool = True,
         **options: Any,
     ) -> Batch:
         if options:
             raise ValueError(
                 f"{type(self).__name__}: unknown decoding option(s) {sorted(options)}; "
-                "it takes steps, eta, from_inverted, inverted"
+                "it takes steps, eta, from_inverted, inverted, clip_denoised"
             )
         if inverted is None and batch is not None and from_inverted:
-            inverted = self.invert(batch, z, steps=steps)
-        x = inverted if inverted is not None else torch.randn(
+            inverted = self.invert(batch, z, steps=steps, clip_denoised=clip_denoised)
+        x = inverted.to(z) if inverted is not None else torch.randn(
             (z.shape[0], *self.data_shape()), generator=generator, device=z.device, dtype=z.dtype
         )
-        x0 = ddim_sample(self._model(z), self.schedule, x, steps=steps, eta=eta, generator=generator, end=0)
-        return {self.data_key: x0}
+        model = self._model(z, clip_denoised)
+        x0 = ddim_sample(model, self.schedule, x, steps=steps, eta=eta, generator=generator, end=0)
+        return {self.data_key: x0 if self.clip_range is None else x0.clamp(*self.clip_range)}

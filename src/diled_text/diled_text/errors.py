@@ -1,0 +1,18 @@
+"""The one exception the text plugin raises for bad user input (files, columns, labels, encodings)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from diled_core import DataError
+from diled_core import data_error as _data_error
+
+__all__ = ["TextDataError", "data_error"]
+
+
+class TextDataError(DataError):
+    """Bad text data: the message says what is wrong, where (file, line, value) and how to fix it."""
+
+
+#: ``data_error(what, *, path=None, line=None, value=None, fix="")`` -> a :class:`TextDataError`
+data_error = partial(_data_error, cls=TextDataError)
