@@ -199,6 +199,7 @@ def test_fit_then_every_predict_task(trained, task, monkeypatch):
             "length_std",
             "data_length_mean",
             "data_length_std",
+            "composition_distance",
         ],
         "encode": ["spearman", "pearson"],
         "interpolate": ["validity"],
@@ -256,6 +257,47 @@ def test_bad_data_is_reported_without_a_traceback(tmp_path, capsys, random_seque
     assert "peptides.csv, line 3: character '*' at position 3" in err and "Traceback" not in err
     code = main(["fit", "--config", str(config), "--data.init_args.path", str(tmp_path / "nope.csv")])
     assert code == 1 and "nope.csv' does not exist" in capsys.readouterr().err
+
+
+def test_a_column_position_given_on_the_command_line_is_a_position(tmp_path, random_sequences):
+    """`--data.init_args.sequence_column 0` arrives as the string "0": on a file without a header (or
+    without a column named "0") it is the position 0."""
+    config = fixture_config(tmp_path, random_sequences)
+    seqs = random_sequences(60, lo=8, hi=40, seed=2)
+    data = tmp_path / "nohead.csv"
+    data.write_text("".join(f"{s},{len(s)}\n" for s in seqs))
+    args = ["fit", "--config", str(config), "--data.init_args.path", str(data)]
+    args += ["--data.init_args.header", "false", "--data.init_args.sequence_column", "0"]
+    args += ["--data.init_args.property_columns", "[1]", "--trainer.max_steps", "1"]
+    assert main(args + ["--trainer.default_root_dir", str(tmp_path / "run")]) == 0
+    assert list((tmp_path / "run").glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+
+
+def test_skipped_blank_lines_are_shown_by_diled_fit_at_the_default_log_level(tmp_path, random_sequences):
+    """The real command in a fresh process (pytest's own log handlers would hide the question)."""
+    config = fixture_config(tmp_path, random_sequences)
+    data = tmp_path / "peptides.csv"
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[:3] + ["\n"] + lines[3:]))  # line 4 is blank
+    done = subprocess.run(
+        [
+            DILED,
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.max_steps",
+            "1",
+            "--trainer.limit_val_batches",
+            "0",
+        ]
+        + ["--trainer.default_root_dir", str(tmp_path / "run")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{data}: skipped 1 blank line(s) (line 4)" in done.stderr
 
 
 def test_decoder_length_mismatch_is_reported(tmp_path, capsys, random_sequences):
@@ -340,7 +382,8 @@ def test_paper_configs_train_at_paper_size(name, tmp_path, monkeypatch, shared_p
 
 
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, modlamp, capsys, monkeypatch):
-    """`make demo`'s script: fit demo.yaml (3 steps here), every predict task, the summary table."""
+    """`make demo`'s script: fit demo.yaml (3 steps here), every predict task, the summary table with the
+    held-out real data's value next to each generation metric."""
     from diled_protein.demo import cli as demo
 
     monkeypatch.chdir(REPO)
@@ -349,7 +392,15 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, modlamp, capsys, monkey
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "held-out reconstruction token accuracy" in out and "generated: valid" in out
+    assert "held-out reconstruction token accuracy" in out
+    assert "held-out real: the same metrics on 256 real test-split peptides" in out
+    rows = {line[:50].strip(): line[50:].split() for line in out.splitlines() if line.startswith("  ")}
+    generated = [label for label in rows if label.startswith("generated: ")]
+    assert len(generated) == 8 and "generated: amino-acid composition vs training" in generated
+    assert all(len(rows[label]) == 2 for label in generated)  # generated value, held-out real value
+    assert rows["generated: novel (not in training set)"][1] == "1.000"  # the test split is disjoint
+    assert 0.0 < float(rows["generated: amino-acid composition vs training"][1]) < 0.1
+    assert len(rows["held-out reconstruction token accuracy"]) == 1
     predictions = next(tmp_path.glob("lightning_logs/version_*/predictions"))
     for name in (
         "reconstructions.fasta",

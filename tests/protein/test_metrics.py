@@ -9,6 +9,7 @@ import pytest
 import torch
 from diled_protein import ProteinVocab, levenshtein
 from diled_protein.metrics import (
+    composition_distance,
     correlations,
     diversity,
     exact_match,
@@ -16,8 +17,10 @@ from diled_protein.metrics import (
     identity,
     novelty,
     perplexity,
+    residue_counts,
     token_accuracy,
 )
+from diled_protein.vocab import RESIDUES
 from scipy import stats
 
 V = ProteinVocab()
@@ -98,6 +101,18 @@ def test_generation_metrics():
     assert m["length_mean"] == pytest.approx(16 / 5)
     assert m["data_length_mean"] == pytest.approx(3.0)
     assert m["length_std"] == pytest.approx(float(torch.tensor([4.0, 4, 3, 0, 5]).std()))
+
+
+def test_composition_distance_is_the_total_variation_of_residue_frequencies():
+    counts = residue_counts(["AAC", "C", "Q?"])  # characters outside the alphabet are not counted
+    assert counts.sum() == 5 and counts[[RESIDUES.index(r) for r in "ACQ"]].tolist() == [2, 2, 1]
+    ref = residue_counts(["AAAA"])
+    assert composition_distance(counts, ref) == pytest.approx(0.5 * (0.6 + 0.4 + 0.2))
+    assert composition_distance(ref, residue_counts(["AA"])) == 0.0  # frequencies, not counts
+    assert composition_distance(residue_counts(["KK"]), ref) == 1.0
+    assert math.isnan(composition_distance(residue_counts([""]), ref))
+    m = generation_metrics(["AAC", "C", "Q"], ["AAAA"])
+    assert m["composition_distance"] == pytest.approx(0.6)
 
 
 def test_correlations_match_scipy():

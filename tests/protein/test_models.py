@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diled_protein import ConvDecoder, ESM2Encoder, ProteinVocab, ReLSOEncoder
+from diled_protein.pooling import AttentionPool
 
 V = ProteinVocab()
 
@@ -60,6 +61,23 @@ def test_flatten_pooling_needs_the_width():
         enc(tokens(["ACD"], 20))
     with pytest.raises(ValueError, match="needs the sequence length"):
         ReLSOEncoder(8, pooling="flatten")
+
+
+def test_attention_pooling_under_bf16_autocast_and_in_fp32():
+    """Under bf16-mixed the scores are bf16 while the features are float32: the padding fill must fit
+    bf16 (it overflowed before). In float32 the weights are the softmax over real positions only."""
+    torch.manual_seed(0)
+    pool = AttentionPool(16)
+    h = torch.randn(3, 5, 16)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = pool(h, mask)
+    assert torch.isfinite(low).all()
+    out = pool(h, mask)
+    scores = pool.score(h).squeeze(-1)
+    want = torch.stack([scores[0, :3].softmax(0) @ h[0, :3], scores[1].softmax(0) @ h[1], h[2].mean(0)])
+    torch.testing.assert_close(out, want)  # a row without real positions: uniform weights, finite
+    torch.testing.assert_close(low.float(), want, atol=0.1, rtol=0.05)
 
 
 def test_decoder_loss_is_per_example_mean_cross_entropy_over_residues_and_eos():

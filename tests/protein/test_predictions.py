@@ -156,6 +156,11 @@ def test_generate_files_are_named_by_the_global_index_and_metrics(tmp_path):
     assert m["diversity"] == pytest.approx((0 + 4 + 4) / 3)
     assert m["diversity_samples"] == 3 and m["novelty_median_min_edit_distance_samples"] == 3
     assert m["length_mean"] == pytest.approx(10 / 3) and m["data_length_mean"] == pytest.approx(3.5)
+    # ACDE ACDE WY vs ACDE KLM: frequencies A C D E .2 each, W Y .1 vs A C D E K L M 1/7 each
+    assert m["composition_distance"] == pytest.approx(0.5 * (4 * (0.2 - 1 / 7) + 3 / 7 + 0.2))
+    assert m["composition_distance"] == pytest.approx(
+        generation_metrics(["ACDE", "ACDE", "WY"], ["ACDE", "KLM"])["composition_distance"]
+    )
 
 
 def test_encode_writes_csv_npy_png_and_correlations(tmp_path):

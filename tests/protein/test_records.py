@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 
 import pytest
@@ -34,12 +35,56 @@ def test_csv_skip_rows_and_strip_padding(write):
     assert recs[1].id == "g:4"  # physical line numbers, counting the skipped row
 
 
-def test_blank_lines_are_skipped_with_a_log(write, caplog):
-    path = write("b.csv", "sequence\nACDE\n\n   \nKLMN\n")
-    with caplog.at_level("INFO", logger="diled_protein.records"):
-        recs = read_csv(path)
-    assert [r.sequence for r in recs] == ["ACDE", "KLMN"]
-    assert "skipped 2 blank line" in caplog.text
+def test_blank_lines_are_skipped_with_a_warning(write, caplog):
+    """A warning, so that it shows at Python's default log level (test_cli checks `diled fit` shows it)."""
+    csv_path = write("b.csv", "sequence\nACDE\n\n   \nKLMN\n")
+    fasta_path = write("b.fasta", ">s1\nACDE\n\n>s2\nKLMN\n")
+    with caplog.at_level("WARNING", logger="diled_protein.records"):
+        assert [r.sequence for r in read_csv(csv_path)] == ["ACDE", "KLMN"]
+        assert [r.sequence for r in read_fasta(fasta_path)] == ["ACDE", "KLMN"]
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    assert f"{csv_path}: skipped 2 blank line(s) (line 3, 4)" in caplog.text
+    assert f"{fasta_path}: skipped 1 blank line(s) (line 3)" in caplog.text
+
+
+NOT_TEXT = [  # file name, bytes, where the error must point
+    ("latin1.csv", "sequence,y\nACDE,1\nKLMN,2 é\n".encode("latin-1"), "line 3: byte 0xe9 at character 8"),
+    ("crlf.csv", b"sequence,y\r\nACDE,1\r\nKL\xffMN,2\r\n", "line 3: byte 0xff at character 3"),
+    ("mac.csv", b"sequence,y\rACDE,1\rKL\xffMN,2\r", "line 3: byte 0xff at character 3"),
+    ("binary.csv", b"sequence,y\nACDE,1\nKL\x00MN,2\n", "line 3: binary data: a NUL byte at character 3"),
+    ("utf16.csv", "sequence,y\nACDE,1\n".encode("utf-16"), "line 1: byte 0xff at character 1"),
+    ("gzip.csv", gzip.compress(b"sequence,y\nACDE,1\n", mtime=0), "line 1: byte 0x8b at character 2"),
+    ("latin1.fasta", b">s1\nACDE\n>s2 note=\xe9\nKLMN\n", "line 3: byte 0xe9 at character 10"),
+    ("binary.fasta", b">s1\nAC\x00DE\n", "line 2: binary data: a NUL byte at character 3"),
+]
+
+
+@pytest.mark.parametrize("name, data, expected", NOT_TEXT, ids=[name for name, _, _ in NOT_TEXT])
+def test_bytes_that_are_not_text_name_the_file_and_line(tmp_path, name, data, expected):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ProteinDataError) as err:
+        read_fasta(path) if name.endswith(".fasta") else read_csv(path, property_columns=["y"])
+    message = str(err.value)
+    assert f"{path}, {expected}" in message
+    assert "must be UTF-8" in message and "iconv -f latin1 -t utf-8" in message  # how to fix
+    assert "\n" not in message and "codec" not in message
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffsequence\nACDE\n".encode())
+    assert [r.sequence for r in read_csv(path)] == ["ACDE"]
+
+
+def test_a_string_of_digits_is_a_position_unless_the_header_has_that_name(write):
+    """`--data.init_args.sequence_column 0` reaches the reader as the string "0"."""
+    nohead = write("nohead.csv", "ACDE,0.1\nKLMN,0.2\n")
+    recs = read_csv(nohead, sequence_column="0", property_columns=["1"], header=False)
+    assert [(r.sequence, r.properties) for r in recs] == [("ACDE", (0.1,)), ("KLMN", (0.2,))]
+    named = write("named.csv", "id,0\np1,ACDE\n")  # a header named "0": the name wins (column 1)
+    assert [r.sequence for r in read_csv(named, sequence_column="0")] == ["ACDE"]
+    assert [r.sequence for r in read_csv(named, sequence_column="1")] == ["ACDE"]  # "1" is not a name
 
 
 def test_nonstandard_residues_xbzuo_are_kept(write):

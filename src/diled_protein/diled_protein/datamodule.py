@@ -58,7 +58,7 @@ def _dedupe(records: list[ProteinRecord], source: str | Path) -> list[ProteinRec
     seen: set[str] = set()
     kept = [r for r in records if not (r.sequence in seen or seen.add(r.sequence))]
     if len(kept) < len(records):
-        log.info("%s: dropped %d duplicate sequence(s) (kept the first)", source, len(records) - len(kept))
+        log.warning("%s: dropped %d duplicate sequence(s) (kept the first)", source, len(records) - len(kept))
     return kept
 
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
+
+from diled_core import DataError
+from diled_core import data_error as _data_error
 
 __all__ = ["ProteinDataError", "data_error"]
 
 
-class ProteinDataError(ValueError):
-    """Bad protein data: the message says what is wrong, where (file, line, value) and how to fix it.
-
-    A subclass of :class:`ValueError`, so the ``diled`` command prints the message without a traceback.
-    """
+class ProteinDataError(DataError):
+    """Bad protein data: the message says what is wrong, where (file, line, value) and how to fix it."""
 
 
-def data_error(
-    what: str, *, path: str | Path | None = None, line: int | None = None, value: object = None, fix: str = ""
-) -> ProteinDataError:
-    """Build a one-paragraph :class:`ProteinDataError` ``"<file>, line <n>: <what> (value: ...). <fix>"``."""
-    where = ""
-    if path is not None:
-        where = f"{path}" + (f", line {line}" if line is not None else "") + ": "
-    shown = "" if value is None else f" (value: {_short(value)!r})"
-    return ProteinDataError(f"{where}{what}{shown}." + (f" {fix}" if fix else ""))
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+#: ``data_error(what, *, path=None, line=None, value=None, fix="")`` -> a :class:`ProteinDataError`
+data_error = partial(_data_error, cls=ProteinDataError)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from collections import Counter
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -16,9 +17,10 @@ from torchmetrics.functional import pearson_corrcoef, spearman_corrcoef
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from .editdistance import levenshtein
-from .vocab import CANONICAL
+from .vocab import CANONICAL, RESIDUES
 
 __all__ = [
+    "composition_distance",
     "correlations",
     "diversity",
     "exact_match",
@@ -28,6 +30,7 @@ __all__ = [
     "levenshtein",
     "novelty",
     "perplexity",
+    "residue_counts",
     "token_accuracy",
 ]
 
@@ -96,15 +99,32 @@ def diversity(samples: Sequence[str]) -> float:
     return float(d[np.triu_indices(len(samples), k=1)].mean())
 
 
+def residue_counts(sequences: Iterable[str]) -> np.ndarray:
+    """How often each of :data:`~diled_protein.vocab.RESIDUES` occurs in ``sequences`` ->
+    ``[len(RESIDUES)]`` float64 (other characters are not counted)."""
+    counts = Counter("".join(sequences))
+    return np.array([counts[r] for r in RESIDUES], dtype=np.float64)
+
+
+def composition_distance(counts: np.ndarray, reference: np.ndarray) -> float:
+    """Total variation distance between two amino-acid compositions given as :func:`residue_counts`:
+    half the L1 distance between the frequency vectors, from 0 (the same composition) to 1 (no residue
+    in common); nan when either has no residues."""
+    if counts.sum() == 0 or reference.sum() == 0:
+        return math.nan
+    return float(0.5 * np.abs(counts / counts.sum() - reference / reference.sum()).sum())
+
+
 def generation_metrics(
     samples: Sequence[str], train: Sequence[str], max_reference: int = 5000
 ) -> dict[str, float]:
-    """Validity, uniqueness, novelty, diversity and length statistics of generated sequences.
+    """Validity, uniqueness, novelty, diversity, length and composition statistics of generated sequences.
 
     ``validity``: non-empty and only the 20 canonical amino acids; ``uniqueness``: distinct valid /
     valid; ``novelty`` and ``novelty_median_min_edit_distance`` (:func:`novelty`) and ``diversity``
     (mean pairwise edit distance, :func:`diversity`) over all samples; lengths of samples vs the
-    training set.
+    training set; ``composition_distance``: :func:`composition_distance` of the samples' amino-acid
+    frequencies to the training set's.
     """
     valid = [s for s in samples if is_valid(s)]
     lens = torch.tensor([len(s) for s in samples], dtype=torch.float32)
@@ -118,6 +138,7 @@ def generation_metrics(
         "length_std": float(lens.std()) if len(lens) > 1 else math.nan,
         "data_length_mean": float(data_lens.mean()) if len(data_lens) else math.nan,
         "data_length_std": float(data_lens.std()) if len(data_lens) > 1 else math.nan,
+        "composition_distance": composition_distance(residue_counts(samples), residue_counts(train)),
     }
 
 

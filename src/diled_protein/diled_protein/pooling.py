@@ -42,7 +42,11 @@ class AttentionPool(nn.Module):
         self.score = nn.Linear(dim, 1)
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        s = self.score(h).squeeze(-1).masked_fill(~mask, torch.finfo(h.dtype).min)
+        # The fill is the scores' own lowest value: under autocast (bf16-mixed) the scores are bf16 while
+        # ``h`` may be float32, whose lowest value does not fit in bf16. A finite fill (not -inf) keeps a
+        # row without real positions finite (uniform weights) instead of NaN.
+        s = self.score(h).squeeze(-1)
+        s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
         return torch.einsum("bl,ble->be", s.softmax(-1), h)
 
 

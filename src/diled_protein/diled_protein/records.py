@@ -1,11 +1,14 @@
 """Reading protein sequence files (CSV and FASTA) into validated records.
 
 Every problem with the user's file is reported as a :class:`~diled_protein.errors.ProteinDataError`
-naming the file, the line and the offending value. Documented, logged skips (not errors):
+naming the file, the line and the offending value; that includes bytes that are not UTF-8 text and
+binary data (NUL bytes). Documented skips (not errors), logged as warnings, so that they are shown at
+Python's default log level:
 
 * blank lines (CSV and FASTA);
-* sequences longer than ``max_length`` when ``too_long="skip"`` (``"truncate"`` cuts them instead);
-* empty property cells and ``nan`` / ``NA`` / ``N/A`` / ``None``: the example is kept, unlabelled.
+* sequences longer than ``max_length`` when ``too_long="skip"`` (``"truncate"`` cuts them instead).
+
+Empty property cells and ``nan`` / ``NA`` / ``N/A`` / ``None`` keep the example, unlabelled.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence, TextIO
 
 from .errors import data_error
 from .vocab import RESIDUES, first_invalid_residue
@@ -24,7 +28,8 @@ __all__ = ["Column", "ProteinRecord", "TooLong", "read_csv", "read_fasta", "reso
 
 log = logging.getLogger(__name__)
 
-#: a CSV column, by header name or by 0-based position
+#: a CSV column, by header name or by 0-based position; a string of digits that is not a header name is
+#: a position too (``--data.init_args.sequence_column 0`` on the command line arrives as ``"0"``)
 Column = str | int
 #: what to do with a sequence longer than ``max_length``: raise, drop it (logged), or cut it
 TooLong = Literal["error", "skip", "truncate"]
@@ -117,6 +122,8 @@ def _parse_float(text: str, path: Path, line: int, name: str) -> float:
 def _column_index(col: Column, header: list[str] | None, path: Path) -> int:
     if isinstance(col, int):
         return col
+    if col.isdecimal() and (header is None or col not in header):
+        return int(col)
     if header is None:
         raise data_error(
             f"column {col!r} is named but the file is read without a header",
@@ -161,11 +168,13 @@ def read_csv(
     """
     path = resolve_path(path)
     records: list[ProteinRecord] = []
-    blank = skipped = 0
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    blank: list[int] = []  # line numbers
+    skipped = 0
+    with _open_text(path) as fh:
+        lines = _text_lines(fh, path)
         for _ in range(skip_rows):
-            fh.readline()
-        reader = csv.reader(fh)
+            next(lines, None)
+        reader = csv.reader(lines)
         names: list[str] | None = None
         if header:
             names = next((row for row in reader if any(c.strip() for c in row)), None)
@@ -183,7 +192,7 @@ def read_csv(
         for row in reader:
             line = reader.line_num + skip_rows
             if not any(cell.strip() for cell in row):
-                blank += 1
+                blank.append(line)
                 continue
             if len(row) < needed:
                 raise data_error(
@@ -242,7 +251,8 @@ def read_fasta(
     """
     path = resolve_path(path)
     records: list[ProteinRecord] = []
-    blank = skipped = 0
+    blank: list[int] = []  # line numbers
+    skipped = 0
     head: tuple[str, tuple[float, ...], int] | None = None
     chunks: list[str] = []
 
@@ -257,11 +267,11 @@ def read_fasta(
         else:
             records.append(ProteinRecord(rid, seq, props))
 
-    with path.open(encoding="utf-8-sig") as fh:
-        for line, raw in enumerate(fh, start=1):
+    with _open_text(path) as fh:
+        for line, raw in enumerate(_text_lines(fh, path), start=1):
             text = raw.strip()
             if not text:
-                blank += 1
+                blank.append(line)
             elif text.startswith(">"):
                 flush()
                 rid, props = _parse_header(text, property_keys, path, line)
@@ -287,9 +297,49 @@ def read_fasta(
     return records
 
 
-def _log_skips(path: Path, blank: int, skipped: int, max_length: int) -> None:
+#: characters no text file holds: NUL (binary data, UTF-16 text) and the stand-ins of undecodable bytes
+#: (``errors="surrogateescape"`` turns byte ``0xNN`` that is not UTF-8 into ``chr(0xDC00 + 0xNN)``)
+_NOT_TEXT = re.compile("[\x00\udc80-\udcff]")
+_FIX_ENCODING = (
+    "Sequence files must be UTF-8 (or ASCII) text. If this is a compressed file (.gz, .zip) or a "
+    "spreadsheet (.xlsx), decompress it or export it as CSV; if it is text in another encoding, convert it, "
+    "e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8` (or `-f utf-16`)."
+)
+
+
+def _open_text(path: Path) -> TextIO:
+    """``path`` opened for :func:`_text_lines`: UTF-8 (a leading byte-order mark dropped), bytes that are
+    not UTF-8 kept as stand-ins, line endings left as they are (which :mod:`csv` needs)."""
+    return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
+
+
+def _text_lines(fh: TextIO, path: Path) -> Iterator[str]:
+    """The lines of ``fh`` (from :func:`_open_text`); a :class:`ProteinDataError` naming the file, the line
+    and the position of the first byte that is not UTF-8 text or of the first NUL byte (binary data)."""
+    for line, text in enumerate(fh, start=1):
+        bad = _NOT_TEXT.search(text)
+        if bad is None:
+            yield text
+            continue
+        at = bad.start()
+        what = (
+            f"binary data: a NUL byte at character {at + 1}"
+            if bad.group() == "\x00"
+            else f"byte 0x{ord(bad.group()) - 0xDC00:02x} at character {at + 1} is not UTF-8 text"
+        )
+        raise data_error(
+            what,
+            path=path,
+            line=line,
+            value=text[:at] + "\ufffd",
+            fix=_FIX_ENCODING,
+        )
+
+
+def _log_skips(path: Path, blank: list[int], skipped: int, max_length: int) -> None:
     if blank:
-        log.info("%s: skipped %d blank line(s)", path, blank)
+        shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
+        log.warning("%s: skipped %d blank line(s) (line %s)", path, len(blank), shown)
     if skipped:
         log.warning(
             "%s: skipped %d sequence(s) longer than max_length=%d (too_long='skip')",

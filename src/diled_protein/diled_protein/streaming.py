@@ -8,9 +8,10 @@ on the concatenated outputs, except the two pairwise generation metrics, which u
 =============  ===================================================================================
 reconstruct    ``token_accuracy``, ``exact_match``, ``identity_mean``, ``perplexity`` (exp of the
                mean of the decoder's ``nll`` term; the core adds ``nll_mean`` and ``count``)
-generate       ``validity``, ``uniqueness``, ``novelty``, ``length_mean/std``, ``data_length_mean/std``
-               over every sample; ``diversity`` and ``novelty_median_min_edit_distance`` over the
-               first ``capacity`` samples (default 2,000 per rank, at most ``capacity`` in all), which
+generate       ``validity``, ``uniqueness``, ``novelty``, ``length_mean/std``, ``data_length_mean/std``,
+               ``composition_distance`` (amino-acid frequencies vs the training set's) over every
+               sample; ``diversity`` and ``novelty_median_min_edit_distance`` over the first
+               ``capacity`` samples (default 2,000 per rank, at most ``capacity`` in all), which
                ``diversity_samples`` and ``novelty_median_min_edit_distance_samples`` count
 encode         ``spearman``, ``pearson`` of the head's prediction against the labelled property
 interpolate    ``validity`` of the decoded path points
@@ -18,9 +19,10 @@ optimise       ``identity_to_input_mean``, ``validity`` of the optimised sequenc
                ``pred_before_mean``, ``pred_after_mean``, ``improved_fraction``)
 =============  ===================================================================================
 
-States: sums and counts, one int64 hash per valid generated sample (uniqueness) and two floats per
-labelled row (correlations), so memory grows by a few bytes per row; edit distances (quadratic) run
-on a :class:`~diled_core.Reservoir` of at most ``capacity`` rows per rank.
+States: sums and counts (one per residue type for the composition), one int64 hash per valid generated
+sample (uniqueness) and two floats per labelled row (correlations), so memory grows by a few bytes per
+row; edit distances (quadratic) run on a :class:`~diled_core.Reservoir` of at most ``capacity`` rows
+per rank.
 """
 
 from __future__ import annotations
@@ -34,8 +36,16 @@ import torch.nn.functional as F
 from diled_core import Batch, MeanOf, PredictionMetric, PredictTask, RatioOf, Reservoir
 from torch import Tensor
 
-from .metrics import correlations, diversity, identity, is_valid, novelty
-from .vocab import ProteinVocab
+from .metrics import (
+    composition_distance,
+    correlations,
+    diversity,
+    identity,
+    is_valid,
+    novelty,
+    residue_counts,
+)
+from .vocab import RESIDUES, ProteinVocab
 
 #: ``outputs -> (numerator [B], denominator [B])``, as :class:`diled_core.RatioOf` takes
 RatioFn = Callable[[Batch], tuple[Tensor, Tensor]]
@@ -48,6 +58,7 @@ __all__ = [
     "sequence_hash",
     "task_metrics",
 ]
+
 
 def _cat(state: list[Tensor] | Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """A ``cat`` state as one tensor: a list before the DDP reduction, a tensor after it."""
@@ -104,7 +115,8 @@ class GenerationStats(PredictionMetric):
     :func:`diled_protein.metrics.generation_metrics`), streamed.
 
     ``train``: the training sequences (novelty is exact membership in the whole set; their lengths give
-    ``data_length_mean/std``). States: counts and sums, and one int64 hash per valid sample.
+    ``data_length_mean/std``, their residues the reference of ``composition_distance``). States: counts
+    and sums, residue counts, and one int64 hash per valid sample.
     """
 
     def __init__(self, vocab: ProteinVocab, train: Sequence[str] = ()) -> None:
@@ -115,8 +127,10 @@ class GenerationStats(PredictionMetric):
             "data_length_mean": float(lens.mean()) if len(lens) else math.nan,
             "data_length_std": float(lens.std()) if len(lens) > 1 else math.nan,
         }
+        self.data_residues = residue_counts(train)
         for name in ("n", "valid", "novel", "length_sum", "length_sq"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("residues", torch.zeros(len(RESIDUES), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("hashes", [], dist_reduce_fx="cat")  # int64 [valid samples]
 
     def update(self, outputs: Batch) -> None:
@@ -128,6 +142,7 @@ class GenerationStats(PredictionMetric):
         self.novel += sum(s not in self.train for s in seqs)
         self.length_sum += lengths.sum()
         self.length_sq += (lengths**2).sum()
+        self.residues += torch.from_numpy(residue_counts(seqs)).to(self.residues.device)
         self.hashes.append(
             torch.tensor([sequence_hash(s) for s in valid], dtype=torch.int64, device=self.n.device)
         )
@@ -143,6 +158,7 @@ class GenerationStats(PredictionMetric):
             "length_mean": mean,
             "length_std": math.sqrt(max(var, 0.0)) if n > 1 else math.nan,
             **self.data_lengths,
+            "composition_distance": composition_distance(self.residues.cpu().numpy(), self.data_residues),
         }
 
 
