@@ -136,6 +136,24 @@ def test_weights_of_another_size_are_one_paragraph(run: Path, tmp_path: Path, ca
     assert "weights of another size (decoder.net.0.weight" in err
 
 
+def test_crafted_hyper_parameters_cannot_make_diled_allocate(run: Path, tmp_path: Path, capsys) -> None:
+    """latent_dim 99999 in the stored hyper-parameters (weights of latent size 4) would build a model of
+    tens of GB; it is refused before any real allocation, by the CLI and the API."""
+    import resource
+
+    ckpt = torch.load(run, weights_only=True)
+    ckpt["hyper_parameters"]["encoder"]["init_args"]["latent_dim"] = 99999
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(ckpt, crafted)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert predict(run, tmp_path / "out", "--ckpt_path", str(crafted)) == 1
+    assert "weights of another size" in one_paragraph(capsys)
+    with pytest.raises(CheckpointError, match="weights of another size"):
+        DiLED.load_from_checkpoint(crafted)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 500, f"peak memory grew by {grown_mb:.0f} MB"
+
+
 def test_the_api_loads_in_eval_mode(run: Path) -> None:
     model = DiLED.load_from_checkpoint(run)
     assert not model.training and not model.encoder.training

@@ -15,13 +15,21 @@ import errno
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "CheckpointSaveError", "non_finite_keys", "read_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "CheckpointSaveError",
+    "check_fits",
+    "non_finite_keys",
+    "read_checkpoint",
+]
 
 
 class CheckpointError(ValueError):
@@ -116,3 +124,23 @@ def _unreadable(path: Path, err: BaseException) -> str:
         "truncated (an interrupted copy or a full disk) or not a checkpoint at all; use another "
         "checkpoint, e.g. the last.ckpt of the run's checkpoints/ folder."
     )
+
+
+def check_fits(cls: type, ckpt: dict[str, Any], path: str | Path, describe: Any) -> None:
+    """Build ``cls`` from the checkpoint's hyper-parameters on the meta device (no memory is
+    allocated) and load its weights there: hyper-parameters that do not match the weights (a crafted
+    ``latent_dim: 99999`` would otherwise allocate tens of GB) are refused before the real build.
+    ``describe(err)`` turns torch's load error into one paragraph. Other failures are left to the real
+    load, which reports them."""
+    from lightning.pytorch.core.saving import _load_state
+
+    probe = {k: v for k, v in ckpt.items() if k in ("state_dict", "hyper_parameters")}
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "copying ... to a meta parameter is a no-op": intended
+            _load_state(cls, probe, strict=True)
+    except RuntimeError as err:
+        if "Error(s) in loading state_dict" in str(err):
+            raise CheckpointError(f"checkpoint {path} is refused: {describe(err)}") from None
+    except Exception:  # e.g. a part that cannot be built on the meta device: the real load decides
+        return

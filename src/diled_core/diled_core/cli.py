@@ -21,7 +21,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveError, read_checkpoint
+from .checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveError, check_fits, read_checkpoint
 from .data import DiledDataModule
 from .module import DiLED, NonFiniteLossError
 from .runs import (
@@ -117,6 +117,7 @@ class DiledCLI(LightningCLI):
                 if changes:
                     print(f"diled fit: resuming from {ckpt_path} with new options: {changes}", file=sys.stderr)
                 return
+            check_fits(DiLED, ckpt, ckpt_path, state_dict_mismatch)  # before its hparams build the model
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ._version import __version__
-from .checkpoints import CheckpointError, read_checkpoint
+from .checkpoints import CheckpointError, check_fits, read_checkpoint
 from .contract import AuxHead, Batch, Decoder, Encoder, trainable_groups
 from .denoiser import SkipMLP
 from .diffusion import RecWeighting
@@ -246,7 +246,7 @@ class DiLED(Inference, LightningModule):
         """Lightning's ``load_from_checkpoint``, refusing unreadable checkpoints or non-finite weights
         with one paragraph (:class:`~diled_core.checkpoints.CheckpointError`); the model comes back
         in eval mode, so the inference API is deterministic."""
-        read_checkpoint(checkpoint_path)
+        check_fits(cls, read_checkpoint(checkpoint_path), checkpoint_path, state_dict_mismatch)
         kwargs.setdefault("weights_only", True)
         try:
             model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
