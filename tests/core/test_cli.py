@@ -287,3 +287,22 @@ def test_unknown_decoding_option_is_one_paragraph(toy_run: Path, tmp_path: Path,
                                 str(toy_run), "--prediction.output_dir", str(tmp_path),
                                 "--prediction.decode", "{temprature: 0.7}"])
     assert code == 1 and "temprature" in err
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ["--trainer.strategy", "ddp_spawn", "--model.training", "joint"],  # the EMA must pickle
+        ["--trainer.strategy", "{class_path: lightning.pytorch.strategies.DDPStrategy}", "--model.training", "two_stage",
+         "--model.stage_one_steps", "2"],  # a class path: unused parameters in stage two
+    ],
+    ids=["ddp_spawn", "two_stage_DDPStrategy"],
+)
+def test_ddp_edge_cases_train(tmp_path: Path, strategy: list[str]) -> None:
+    args = ["fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), *FAST, "--trainer.max_steps", "4",
+            "--trainer.devices", "2", "--trainer.accelerator", "cpu", *strategy]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([DILED, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 4

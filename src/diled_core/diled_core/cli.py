@@ -127,9 +127,12 @@ class DiledCLI(LightningCLI):
             config.trainer.logger = False
             config.trainer.default_root_dir = str(config.prediction.output_dir)
         strategy = config.trainer.get("strategy")
-        if strategy == "ddp" and config.model.get("training", "joint") == "two_stage":
-            # the frozen stage leaves parameters without gradients, which plain DDP rejects
-            config.trainer.strategy = "ddp_find_unused_parameters_true"
+        if config.model.get("training", "joint") == "two_stage":
+            # the frozen second stage leaves parameters without gradients, which plain DDP rejects
+            if strategy in ("ddp", "ddp_spawn"):
+                config.trainer.strategy = f"{strategy}_find_unused_parameters_true"
+            elif hasattr(strategy, "get") and str(strategy.get("class_path", "")).endswith("DDPStrategy"):
+                strategy.dict_kwargs = {**(strategy.get("dict_kwargs") or {}), "find_unused_parameters": True}
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer = super().instantiate_trainer(**kwargs)

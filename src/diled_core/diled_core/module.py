@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ._version import __version__
 from .checkpoints import CheckpointError, check_fits, read_checkpoint
@@ -43,8 +43,26 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/inf; the run stops and earlier checkpoints are kept."""
 
 
+class EMAUpdate:
+    """W_ema <- decay · W_ema + (1 − decay) · W (torch's ``get_ema_multi_avg_fn``, as a picklable object
+    so the model can be sent to ``ddp_spawn`` processes)."""
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1] (got {decay})")
+        self.decay = decay
+
+    @torch.no_grad()
+    def __call__(self, ema_params: list[Tensor], params: list[Tensor], _: Any) -> None:
+        if ema_params[0].is_floating_point() or ema_params[0].is_complex():
+            torch._foreach_lerp_(ema_params, params, 1 - self.decay)
+        else:
+            for p_ema, p in zip(ema_params, params):
+                p_ema.copy_(p_ema * self.decay + p * (1 - self.decay))
+
+
 def _ema(module: nn.Module, decay: float) -> AveragedModel:
-    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema = AveragedModel(module, multi_avg_fn=EMAUpdate(decay), use_buffers=True)
     ema.requires_grad_(False)
     return ema
 
