@@ -55,6 +55,13 @@ def missing(cfg: dict[str, Any]) -> str | None:
     data = (cfg.get("data") or {}).get("class_path", "")
     if data in ASSETS and importlib.util.find_spec(ASSETS[data]) is None:
         return f"{data} reads its data from the package {ASSETS[data]!r}, which is not installed"
+    if data == "diled_image.FashionMNISTDataModule":  # its default root is a list of usual places
+        from diled_image.fashion_mnist import find_fashion_mnist
+
+        try:
+            find_fashion_mnist((cfg["data"].get("init_args") or {}).get("root"))
+        except Exception as err:
+            return f"Fashion-MNIST not found here ({type(err).__name__})"
     absent = [str(p) for p in data_files(cfg) if not p.exists()]
     if absent:
         return f"data not found: {', '.join(absent)}"
