@@ -29,7 +29,7 @@ from .denoiser import RegressionHead, SkipMLP
 from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
 from .diffusion_decoder import DiffusionDecoder
 from .interpolation import lerp, slerp
-from .errors import DataError, data_error
+from .errors import DataError, data_error, parse_number
 from .io import atomic_write
 from .module import DiLED, NonFiniteLossError
 from .objective import Objective, Phase, combine_terms, objective
@@ -94,6 +94,7 @@ __all__ = [
     "load_modalities",
     "make_betas",
     "objective",
+    "parse_number",
     "q_sample",
     "rank_file",
     "rec_weight",

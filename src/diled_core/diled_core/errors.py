@@ -6,9 +6,13 @@ with :func:`data_error`; a :class:`ValueError`, so the ``diled`` command prints 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-__all__ = ["DataError", "data_error"]
+__all__ = ["DataError", "data_error", "parse_number"]
+
+#: cells that mean "no value" (an unlabelled example)
+MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
 
 
 class DataError(ValueError):
@@ -35,3 +39,26 @@ def data_error(
 def _short(value: object, limit: int = 60) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_number(
+    text: str,
+    *,
+    what: str,
+    path: str | Path | None = None,
+    line: int | None = None,
+    cls: type[DataError] = DataError,
+) -> float:
+    """A numeric cell -> float; ``nan`` when missing (:data:`MISSING`); when it is not a finite number,
+    a one-paragraph ``cls`` error naming ``what`` (e.g. ``"label column 'stars'"``), the file and line."""
+    if text.strip().lower() in MISSING:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise data_error(f"{what} is not a number", path=path, line=line, value=text, cls=cls,
+                         fix="Fix the value, or leave the cell empty for an unlabelled example.") from None
+    if math.isinf(value):
+        raise data_error(f"{what} is infinite", path=path, line=line, value=text, cls=cls,
+                         fix="Use a finite number or leave the cell empty.")
+    return value

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Sequence, TextIO
 
-from .errors import data_error
+from diled_core import parse_number
+
+from .errors import ProteinDataError, data_error
 from .vocab import RESIDUES, first_invalid_residue
 
 __all__ = ["Column", "ProteinRecord", "TooLong", "read_csv", "read_fasta", "resolve_path"]
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 Column = str | int
 #: what to do with a sequence longer than ``max_length``: raise, drop it (logged), or cut it
 TooLong = Literal["error", "skip", "truncate"]
-_MISSING = {"", "nan", "na", "n/a", "none", "null"}
 
 
 @dataclass(frozen=True)
@@ -96,27 +96,7 @@ def _check_sequence(seq: str, path: Path, line: int, max_length: int, too_long: 
 
 
 def _parse_float(text: str, path: Path, line: int, name: str) -> float:
-    if text.strip().lower() in _MISSING:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        raise data_error(
-            f"property {name!r} is not a number",
-            path=path,
-            line=line,
-            value=text,
-            fix="Fix the value, or leave the cell empty for an unlabelled example.",
-        ) from None
-    if math.isinf(value):
-        raise data_error(
-            f"property {name!r} is infinite",
-            path=path,
-            line=line,
-            value=text,
-            fix="Use a finite number or leave the cell empty.",
-        )
-    return value
+    return parse_number(text, what=f"property {name!r}", path=path, line=line, cls=ProteinDataError)
 
 
 def _column_index(col: Column, header: list[str] | None, path: Path) -> int:

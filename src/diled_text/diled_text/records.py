@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import data_error
+from diled_core import parse_number
+
+from .errors import TextDataError, data_error
 
 __all__ = [
     "Column",
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 #: a column by header name (or JSON key) or by 0-based position
 Column = str | int
 TextFormat = Literal["auto", "lines", "csv", "tsv", "jsonl", "hf"]
-_MISSING = {"", "nan", "na", "n/a", "none", "null"}
 _SUFFIX_FORMAT = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
@@ -91,27 +92,7 @@ def _utf8_lines(path: Path) -> list[str]:
 
 def parse_label(text: str, *, path: Path | str, line: int | None, column: Column) -> float:
     """A label cell -> float; ``nan`` when missing; an error when it is not a finite number."""
-    if text.strip().lower() in _MISSING:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        raise data_error(
-            f"label column {column!r} is not a number",
-            path=path,
-            line=line,
-            value=text,
-            fix="Fix the value, or leave the cell empty for an unlabelled sentence.",
-        ) from None
-    if math.isinf(value):
-        raise data_error(
-            f"label column {column!r} is infinite",
-            path=path,
-            line=line,
-            value=text,
-            fix="Use a finite number or leave the cell empty.",
-        )
-    return value
+    return parse_number(text, what=f"label column {column!r}", path=path, line=line, cls=TextDataError)
 
 
 def _log_skipped(path: Path | str, empty: int) -> None:
