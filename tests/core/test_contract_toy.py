@@ -45,6 +45,9 @@ class TestToyDataModule(DataModuleContract):
     def make_datamodule(self):
         return small_data()
 
+    def example_records(self):
+        return [[0.5 * i - j for i in range(8)] for j in range(3)]  # exact in float32
+
 
 class TestToyPredict(PredictContract):
     def make_datamodule(self):

@@ -97,3 +97,16 @@ def test_every_shipped_yaml_builds_against_the_real_signatures(config: Path, mon
         for key, value in sizes.items():
             assert getattr(part, key, value) == value
     cli.datamodule.check_compatible(cli.model.encoder, cli.model.decoder)
+
+
+def test_first_party_table_matches_every_distribution_in_the_checkout() -> None:
+    """The install advice for a missing diled plugin comes from FIRST_PARTY: it must name each
+    ``src/<import name>/pyproject.toml`` distribution exactly."""
+    import tomllib
+    from diled_core.registry import FIRST_PARTY
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    found = {
+        p.parent.name: tomllib.loads(p.read_text())["project"]["name"] for p in src.glob("*/pyproject.toml")
+    }
+    assert found == FIRST_PARTY

@@ -4,6 +4,7 @@ new options, predictions that never mix). Faults are injected; nothing here depe
 from __future__ import annotations
 
 import errno
+import importlib.abc
 import json
 import os
 import signal
@@ -17,11 +18,24 @@ import torch
 from diled_core import DiLED
 from diled_core.checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveError
 from diled_core.cli import main
+from diled_core.predict import TableWriter
+from diled_core.predict import callback as predict_callback
+from diled_core.predict import writers as predict_writers
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / "configs" / "toy" / "fit.yaml")
-FAST = ["--trainer.enable_progress_bar", "false", "--data.init_args.n_train", "256", "--data.init_args.n_val",
-        "64", "--data.init_args.n_test", "64", "--data.init_args.batch_size", "64"]
+FAST = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.init_args.n_train",
+    "256",
+    "--data.init_args.n_val",
+    "64",
+    "--data.init_args.n_test",
+    "64",
+    "--data.init_args.batch_size",
+    "64",
+]
 
 
 def fit(root: Path, *extra: str) -> int:
@@ -34,8 +48,20 @@ def last(root: Path) -> Path:
 
 
 def predict(ckpt: Path, out: Path, *extra: str) -> int:
-    return main(["predict", "--config", str(ckpt.parents[1] / "config.yaml"), "--ckpt_path", str(ckpt),
-                 "--prediction.output_dir", str(out), "--trainer.enable_progress_bar", "false", *extra])
+    return main(
+        [
+            "predict",
+            "--config",
+            str(ckpt.parents[1] / "config.yaml"),
+            "--ckpt_path",
+            str(ckpt),
+            "--prediction.output_dir",
+            str(out),
+            "--trainer.enable_progress_bar",
+            "false",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +111,12 @@ def test_sigkill_during_a_save_with_tmpdir_elsewhere_leaves_a_loadable_checkpoin
     ckpt_dir.mkdir()
     elsewhere.mkdir()
     path = ckpt_dir / "last.ckpt"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(path)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "TMPDIR": str(elsewhere)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SAVE, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(elsewhere)},
+    )
     assert child.stdout.readline().strip() == "saved"
     for _ in range(6000):  # kill it once the big save has started writing
         if any(p.name.startswith(".last.ckpt.tmp") and p.stat().st_size > 0 for p in ckpt_dir.iterdir()):
@@ -108,11 +138,15 @@ def _write_pickled_object(path: Path) -> None:
         (lambda p: p.write_bytes(b""), "empty file"),
         (lambda p: p.write_bytes(b"not a checkpoint at all"), "unreadable"),
         (_write_pickled_object, "contains Python objects or code"),
-        (lambda p: torch.save({"state_dict": {"encoder.net.0.weight": torch.full((2,), float("nan"))}}, p),
-         "NaN or infinity"),
+        (
+            lambda p: torch.save({"state_dict": {"encoder.net.0.weight": torch.full((2,), float("nan"))}}, p),
+            "NaN or infinity",
+        ),
     ],
 )
-def test_unusable_checkpoints_are_refused_in_one_paragraph(run: Path, tmp_path: Path, capsys, make, expected) -> None:
+def test_unusable_checkpoints_are_refused_in_one_paragraph(
+    run: Path, tmp_path: Path, capsys, make, expected
+) -> None:
     bad = tmp_path / "bad.ckpt"
     make(bad)
     assert predict(run, tmp_path / "out", "--ckpt_path", str(bad)) == 1
@@ -123,8 +157,21 @@ def test_unusable_checkpoints_are_refused_in_one_paragraph(run: Path, tmp_path: 
 
 
 def test_weights_of_another_size_are_one_paragraph(run: Path, tmp_path: Path, capsys) -> None:
-    code = main(["predict", "--config", TOY, "--ckpt_path", str(run), "--prediction.output_dir", str(tmp_path),
-                 "--model.encoder.init_args.hidden", "64", "--trainer.enable_progress_bar", "false"])
+    code = main(
+        [
+            "predict",
+            "--config",
+            TOY,
+            "--ckpt_path",
+            str(run),
+            "--prediction.output_dir",
+            str(tmp_path),
+            "--model.encoder.init_args.hidden",
+            "64",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     # the checkpoint's hyper-parameters rebuild the model it was trained as, so predict still works
     assert code == 0
     ckpt = torch.load(run, weights_only=True)
@@ -164,8 +211,17 @@ def test_ckpt_path_last_and_resume_with_new_options(run: Path, tmp_path: Path, c
     root = tmp_path / "root"
     assert fit(root, "--trainer.max_steps", "2") == 0
     capsys.readouterr()
-    code = fit(root, "--trainer.max_steps", "4", "--ckpt_path", "last", "--model.w", "2.0",
-               "--model.optimizer.init_args.lr", "5e-4")
+    code = fit(
+        root,
+        "--trainer.max_steps",
+        "4",
+        "--ckpt_path",
+        "last",
+        "--model.w",
+        "2.0",
+        "--model.optimizer.init_args.lr",
+        "5e-4",
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "w: 1.0 -> 2.0" in err and "lr: 0.002 -> 0.0005" in err
@@ -182,10 +238,17 @@ def test_ckpt_path_last_without_runs_says_so(tmp_path: Path, capsys) -> None:
 
 # ------------------------------------------------------------------------------ exits
 def test_sigterm_in_mid_fit_saves_a_resumable_checkpoint_and_exits_143(tmp_path: Path) -> None:
-    code = (
-        "import sys; from diled_core.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    args = ["fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), *FAST, "--trainer.max_steps", "100000"]
+    code = "import sys; from diled_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = [
+        "fit",
+        "--config",
+        TOY,
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        *FAST,
+        "--trainer.max_steps",
+        "100000",
+    ]
     child = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True, cwd=REPO)
     for _ in range(1200):  # wait until training runs (the first epoch's checkpoint exists)
         if list(tmp_path.glob("lightning_logs/version_*/checkpoints/*.ckpt")):
@@ -200,8 +263,15 @@ def test_sigterm_in_mid_fit_saves_a_resumable_checkpoint_and_exits_143(tmp_path:
 
 
 def test_a_failed_fit_leaves_no_empty_run_folder(tmp_path: Path, capsys) -> None:
-    code = fit(tmp_path, "--trainer.max_steps", "50", "--model.optimizer.class_path", "torch.optim.SGD",
-               "--model.optimizer.init_args.lr", "1e30")
+    code = fit(
+        tmp_path,
+        "--trainer.max_steps",
+        "50",
+        "--model.optimizer.class_path",
+        "torch.optim.SGD",
+        "--model.optimizer.init_args.lr",
+        "1e30",
+    )
     assert code == 1
     assert not list(tmp_path.glob("lightning_logs/version_*")), "a run folder without checkpoints was left"
 
@@ -236,4 +306,128 @@ def test_an_output_dir_that_is_a_file_is_one_paragraph(run: Path, tmp_path: Path
     target = tmp_path / "file"
     target.write_text("x")
     assert predict(run, target) == 1
-    assert "is a file, not a folder" in one_paragraph(capsys)
+    err = one_paragraph(capsys)
+    assert err.startswith("diled: error:") and "is a file, not a folder" in err and len(err.splitlines()) == 1
+    assert target.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+@pytest.mark.parametrize("sub", ["", "new"], ids=["the folder", "a folder inside it"])
+def test_an_unwritable_output_dir_is_one_paragraph(run: Path, tmp_path: Path, capsys, sub: str) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert predict(run, locked / sub) == 1
+        err = one_paragraph(capsys)
+        assert err.startswith("diled: error:") and "cannot write predictions into" in err
+        assert len(err.splitlines()) == 1 and list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def agreeing_metrics(out: Path) -> dict:
+    """metrics.json, after checking that it lists exactly the prediction files on disk (no temporary ones)."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    listed = {name for entry in metrics.values() for name in entry["files"]}
+    on_disk = {p.name for p in out.iterdir()} - {"metrics.json", "config.yaml"}
+    assert on_disk == listed, f"on disk: {sorted(on_disk)}; metrics.json lists: {sorted(listed)}"
+    return metrics
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _write_once_then_full_disk(monkeypatch) -> None:
+    original, calls = TableWriter.write, []
+
+    def write(self, outputs) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            _full_disk()
+        original(self, outputs)
+
+    monkeypatch.setattr(TableWriter, "write", write)
+
+
+@pytest.mark.parametrize(
+    "inject",
+    [
+        pytest.param(_write_once_then_full_disk, id="writing the second batch"),
+        pytest.param(lambda mp: mp.setattr(predict_writers._StagedFile, "commit", _full_disk), id="closing"),
+        pytest.param(
+            lambda mp: mp.setattr(predict_callback, "_update_metrics_file", _full_disk), id="metrics"
+        ),
+    ],
+)
+def test_a_full_disk_while_predicting_leaves_no_files_of_the_task(
+    run: Path, tmp_path: Path, capsys, monkeypatch, inject
+) -> None:
+    out = tmp_path / "out"
+    assert predict(run, out, "--prediction.task", "encode") == 0  # another task's files must stay
+    capsys.readouterr()
+    gen = ["--prediction.task", "generate", "--prediction.num_samples", "150", "--prediction.steps", "3"]
+    inject(monkeypatch)
+    assert predict(run, out, *gen) == 1
+    err = one_paragraph(capsys)
+    assert (
+        err.startswith("diled: error: could not write the generate predictions")
+        and len(err.splitlines()) == 1
+    )
+    assert "The disk is full" in err and "files written so far were removed" in err
+    assert list(agreeing_metrics(out)) == ["encode"]
+    monkeypatch.undo()
+    assert predict(run, out, *gen) == 0  # nothing stale is left to refuse or to mix with
+    assert agreeing_metrics(out)["generate"]["count"] == 150
+
+
+def test_a_writer_that_fails_to_close_leaves_none_of_its_files(tmp_path: Path, monkeypatch) -> None:
+    writer = TableWriter(tmp_path, "samples", 0)
+    writer.write({"x": torch.zeros(3, 2), "image": torch.zeros(3, 1, 2, 2)})  # a CSV and an .npy part
+    commit, calls = predict_writers._StagedFile.commit, []
+
+    def second_commit_fails(self):
+        calls.append(self.path.name)
+        return _full_disk() if len(calls) == 2 else commit(self)
+
+    monkeypatch.setattr(predict_writers._StagedFile, "commit", second_commit_fails)
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert calls[0] == "samples.csv" and list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ missing plugins
+class _Unimportable(importlib.abc.MetaPathFinder):
+    """Makes a package and its modules fail to import, as when its distribution is not installed."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] == self.package:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+@pytest.mark.filterwarnings("ignore:diled. skipping modality plugin 'protein':RuntimeWarning")
+def test_a_missing_first_party_plugin_names_its_distribution(capsys, monkeypatch) -> None:
+    for name in [m for m in sys.modules if m.split(".")[0] == "diled_protein"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_Unimportable("diled_protein"), *sys.meta_path])
+    code = main(["fit", "--config", str(REPO / "configs" / "protein" / "cpu_test.yaml")])
+    err = one_paragraph(capsys)
+    assert code == 2 and err.startswith(
+        "diled: error: the config names a class from the module 'diled_protein'"
+    )
+    assert "Install the distribution 'diled-protein' (`pip install ./src/diled_protein`" in err
+
+
+def test_an_unknown_package_is_named_without_guessing_a_distribution(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(Path(TOY).read_text().replace("diled_core.toy.ToyDataModule", "diled_nonexistent.Foo"))
+    assert "diled_nonexistent.Foo" in config.read_text()
+    code = main(["fit", "--config", str(config)])
+    err = one_paragraph(capsys)
+    assert code == 2 and "Install the package providing the module 'diled_nonexistent'" in err
+    assert "pip install diled-nonexistent" not in err and "see `diled plugins`" in err

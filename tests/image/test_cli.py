@@ -53,8 +53,23 @@ def test_fit_logs_sample_grids_to_tensorboard(trained):
     (events,) = ckpt.parents[1].glob("events.out.tfevents.*")
     acc = EventAccumulator(str(events), size_guidance={"images": 0})
     acc.Reload()
-    assert {"samples/reconstructions", "samples/generated"} <= set(acc.Tags()["images"])
+    assert {"samples/reconstructions", "samples/reconstructions_from_noise", "samples/generated"} <= set(
+        acc.Tags()["images"]
+    )
+    assert {"latent_val/std_mean", "latent_val/std_min", "latent_val/norm_mean"} <= set(acc.Tags()["scalars"])
+    assert acc.Scalars("latent_val/std_mean")[-1].value > 0
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["diled"]["modality"] == "image"
+
+
+def test_an_autoencoder_run_logs_reconstructions_but_no_samples(tmp_path):
+    """``training: autoencoder`` has no latent diffusion: the sample logger must not try to sample."""
+    args = ["fit", "--config", CPU_TEST, "--trainer.default_root_dir", str(tmp_path), "--model.training"]
+    assert main([*args, "autoencoder", "--trainer.max_steps", "3"]) == 0
+    (events,) = tmp_path.glob("**/events.out.tfevents.*")
+    acc = EventAccumulator(str(events), size_guidance={"images": 0})
+    acc.Reload()
+    assert "samples/reconstructions" in acc.Tags()["images"]
+    assert "samples/generated" not in acc.Tags()["images"]
 
 
 @pytest.mark.parametrize("task", list(FILES))

@@ -33,6 +33,20 @@ def small_batch() -> dict:
     return dm.collate([dm.dataset("train")[i] for i in range(4)])
 
 
+def uint8_records(channels: int, size: int, n: int = 3) -> list[torch.Tensor]:
+    """Raw records of the Python API: random uint8 images ``[channels, size, size]``."""
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(0, 256, (channels, size, size), dtype=torch.uint8, generator=g) for _ in range(n)]
+
+
+def same_images(got: list[torch.Tensor], expected: list[torch.Tensor]) -> bool:
+    """uint8 images of the same shapes, equal up to one grey level (rounding)."""
+    return len(got) == len(expected) and all(
+        a.dtype == torch.uint8 and a.shape == b.shape and int((a.int() - b.int()).abs().max()) <= 1
+        for a, b in zip(got, expected)
+    )
+
+
 def small_unet(timesteps: int = 1000) -> UNetDiffusionDecoder:
     return UNetDiffusionDecoder(
         3, 16, LATENT, attention_resolutions=(8,), timesteps=50, latent_timesteps=timesteps, **SMALL
@@ -70,6 +84,12 @@ class TestSyntheticDataModule(DataModuleContract):
     def make_datamodule(self):
         return synthetic()
 
+    def example_records(self):
+        return uint8_records(3, 16)
+
+    def same_records(self, got, expected):
+        return same_images(got, expected)
+
 
 class TestImageFolderDataModule(DataModuleContract):
     @pytest.fixture(autouse=True)
@@ -81,6 +101,12 @@ class TestImageFolderDataModule(DataModuleContract):
             str(self.root), channels=3, image_size=16, val_fraction=0.2, test_fraction=0.25, batch_size=4
         )
 
+    def example_records(self):
+        return uint8_records(3, 16)
+
+    def same_records(self, got, expected):
+        return same_images(got, expected)
+
 
 class TestImagePredictDiffusion(PredictContract):
     """The UNet diffusion decoder with its EMA weights; FID through a tiny stand-in network."""
@@ -90,7 +116,13 @@ class TestImagePredictDiffusion(PredictContract):
         self.fid_weights = str(tiny_fid_weights)
 
     def make_datamodule(self):
-        return synthetic(fid_images=6, fid_weights=self.fid_weights)
+        # the transfer metric's classifier: a few steps on the 16 labelled training shapes
+        return synthetic(
+            fid_images=6,
+            fid_weights=self.fid_weights,
+            eval_classifier_steps=3,
+            eval_classifier_split="train",
+        )
 
     def make_model(self):
         torch.manual_seed(0)

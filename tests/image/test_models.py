@@ -122,12 +122,26 @@ def test_a_trained_decoder_reconstructs_from_its_inverted_noise():
     assert errors[1] < 0.25 * errors[0] and errors[1] < 0.1, errors
 
 
-def test_the_encoder_standardises_each_latent_unless_told_not_to():
+def test_the_encoder_standardises_each_latent_dimension_over_the_batch():
+    torch.manual_seed(0)
+    x = {"image": torch.randn(6, 1, 8, 8)}
+    enc = SemanticEncoder(1, 8, 16, **SMALL)  # normalize: batch
+    mu = enc(x)
+    torch.testing.assert_close(mu.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(mu.var(0, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
+    assert enc(x)[:1].shape == enc({"image": x["image"][:1]}).shape == (1, 16)  # one example: running stats
+    enc.eval()  # running statistics: per example, deterministic
+    torch.testing.assert_close(enc({"image": x["image"][:2]})[:1], enc({"image": x["image"][:1]}))
+
+
+def test_the_encoder_can_standardise_per_example_or_not_at_all():
     x = {"image": torch.randn(3, 1, 8, 8)}
-    mu = SemanticEncoder(1, 8, 16, **SMALL)(x)
+    mu = SemanticEncoder(1, 8, 16, normalize="example", **SMALL)(x)
     torch.testing.assert_close(mu.norm(dim=1), torch.full((3,), 4.0), atol=1e-3, rtol=0)  # √16
-    raw = SemanticEncoder(1, 8, 16, normalize=False, **SMALL)(x)
+    raw = SemanticEncoder(1, 8, 16, normalize="none", **SMALL)(x)
     assert not torch.allclose(raw.norm(dim=1), torch.full((3,), 4.0), atol=0.1)
+    with pytest.raises(ValueError, match="normalize must be one of batch, example, none"):
+        SemanticEncoder(1, 8, 16, normalize="layer", **SMALL)
 
 
 def test_clip_denoised_keeps_every_predicted_image_in_range():
@@ -140,3 +154,17 @@ def test_clip_denoised_keeps_every_predicted_image_in_range():
             eps = dec._model(z, clip)(x, s)
             x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
             assert bool((x0.abs() <= 1 + 1e-4).all()) is inside
+
+
+def test_the_conv_decoders_term_is_the_gaussian_nll_of_its_sigma():
+    torch.manual_seed(0)
+    z, b = torch.randn(4, 4), batch()
+    terms = {s: ConvDecoder(1, 8, 4, sigma=s, **SMALL) for s in (0.1, 0.5)}
+    terms[0.5].load_state_dict(terms[0.1].state_dict())
+    mse = (terms[0.1].mean(z) - b["image"]).square().flatten(1).mean(1)
+    for sigma, dec in terms.items():
+        torch.testing.assert_close(
+            dec.loss(z, b, t=torch.ones(4, dtype=torch.long))["nll"], mse / (2 * sigma**2)
+        )
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        ConvDecoder(1, 8, 4, sigma=0.0, **SMALL)

@@ -69,11 +69,16 @@ class TestConvDecoder(ProteinData, DecoderContract):
         return ConvDecoder(8, MAX_LENGTH, channels=16, num_layers=1)
 
 
-class TestCSVDataModule(ProteinData, DataModuleContract):
+class ProteinRecords:
+    def example_records(self):  # the shortest and longest allowed, and every non-canonical residue
+        return ["M", "ACDEFGHIKLMNPQRSTVWY", "XBZUOK", self.seqs[0]]
+
+
+class TestCSVDataModule(ProteinData, ProteinRecords, DataModuleContract):
     pass
 
 
-class TestFastaDataModule(ProteinData, DataModuleContract):
+class TestFastaDataModule(ProteinData, ProteinRecords, DataModuleContract):
     def make_datamodule(self):
         fasta = self.csv.with_suffix(".fasta")
         fasta.write_text("".join(f">s{i} fitness={len(s)}\n{s}\n" for i, s in enumerate(self.seqs)))

@@ -183,3 +183,31 @@ def test_gfp_file_without_header(shared_protein):
     dm.setup()
     assert len(dm.dataset("train")) > 10000
     assert {len(s) for s in dm.dataset("test").sequences[:50]} <= set(range(230, 241))
+
+
+def test_raw_records_need_no_data_file_and_bad_ones_name_their_index():
+    dm = CSVDataModule("not-read.csv", property_columns=["a", "b"], max_length=10)  # never set up
+    batch = dm.batch_from_records(["MKTAYIAK", "GLF"])
+    assert batch["id"] == ["record0", "record1"] and batch["tokens"].shape == (2, 11)
+    assert batch["property_mask"].tolist() == [0.0, 0.0] and batch["properties"].isnan().all()
+    for records, message in (
+        (["MKT", "MkT"], r"record 1: character 'k' at position 2 .*upper case"),
+        (["MKT", "A" * 11], r"record 1: sequence of 11 residues is longer than max_length=10"),
+        ([b"MKT"], r"record 0: the record is of type bytes"),
+        (["M", "", "K"], r"record 1: empty sequence"),
+        (["MK*"], r"record 0: character '\*' .*stop codons"),
+        ([], r"no records were given"),
+    ):
+        with pytest.raises(ProteinDataError, match=message):
+            dm.batch_from_records(records)
+
+
+def test_records_come_back_from_decoded_tokens():
+    dm = CSVDataModule("not-read.csv", max_length=12)
+    torch.manual_seed(0)
+    decoder = ConvDecoder(4, 12, channels=8, num_layers=1).eval()
+    out = decoder.decode(torch.randn(3, 4))
+    records = dm.records_from_batch(out)
+    assert len(records) == 3 and all(len(r) <= 12 for r in records)
+    kept = [r for r in records if r]
+    assert dm.records_from_batch(dm.batch_from_records(kept)) == kept

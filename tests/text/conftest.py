@@ -96,3 +96,19 @@ def word_tokenizer(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("word_tokenizer")
     hf.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_lm(tmp_path_factory) -> str:
+    """A local folder with a random 1-layer GPT-2 on the MiniLM tokenizer: a stand-in reference LM
+    (``reference_lm: <folder>``) that loads in a second, so tests never need SmolLM2."""
+    from diled_text import TextTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("refs") / "tiny-ref-lm"
+    tok = AutoTokenizer.from_pretrained(TextTokenizer().path)
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(**{**TINY_GPT2, "n_layer": 1, "vocab_size": len(tok)})
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)

@@ -14,14 +14,19 @@ LATENT = 8
 
 
 class TinyData:
-    """60 template sentences: splits 48 / 6 / 6, batches of 4."""
+    """60 template sentences: splits 48 / 6 / 6, batches of 4; a tiny stand-in reference LM."""
 
     @pytest.fixture(autouse=True)
-    def _models(self, tiny_bert, tiny_gpt2) -> None:
-        self.bert, self.gpt2 = tiny_bert, tiny_gpt2
+    def _models(self, tiny_bert, tiny_gpt2, tiny_reference_lm) -> None:
+        self.bert, self.gpt2, self.reference_lm = tiny_bert, tiny_gpt2, tiny_reference_lm
 
     def make_datamodule(self) -> TinyTextDataModule:
-        return TinyTextDataModule(60, batch_size=4)
+        return TinyTextDataModule(60, batch_size=4, reference_lm=self.reference_lm, eval_samples=8)
+
+    def example_records(self) -> list[str]:
+        """Sentences the uncased MiniLM tokenizer gives back as they are (lower case, no space before
+        the full stop)."""
+        return ["the food was great.", "i did not like this movie at all!", "ok"]
 
     def make_batch(self) -> dict:
         dm = self.make_datamodule()
@@ -73,7 +78,9 @@ class TestCSVTextDataModule(TinyData, DataModuleContract):
         self.csv = write("s.csv", "id,text,label\n" + rows)
 
     def make_datamodule(self):
-        return TextDataModule(str(self.csv), label_column="label", id_column="id", batch_size=4)
+        return TextDataModule(
+            str(self.csv), label_column="label", id_column="id", batch_size=4, reference_lm=None
+        )
 
 
 class TestTextPredict(TinyData, PredictContract):

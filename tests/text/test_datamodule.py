@@ -140,3 +140,30 @@ def test_vader_reads_the_four_files(shared_vader):
     assert set(labels.unique().tolist()) == {0.0, 1.0} and 0.3 < labels.mean() < 0.7
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[1] <= 32 and batch["label_mask"].all()
+
+
+def test_batch_from_records_tokenises_like_the_data_and_says_what_is_wrong(caplog):
+    dm = TinyTextDataModule(20, block_size=7)
+    with caplog.at_level(logging.WARNING):
+        batch = dm.batch_from_records(["The Food was GREAT.", "one two three four five six seven"])
+    assert batch["id"] == ["0", "1"] and batch["label_mask"].tolist() == [0.0, 0.0]
+    assert batch["input_ids"].shape == (2, 7) and batch["attention_mask"][0].sum() == 7
+    assert "batch_from_records: truncated 1 of 2 sentence(s) to block_size=7" in caplog.text
+    assert dm.records_from_batch(batch) == ["the food was great.", "one two three four five"]
+    for bad, says in (("a sentence", "non-empty list"), ([], "non-empty list"), (["ok", "  "], "record 1")):
+        with pytest.raises(ValueError, match=says):
+            dm.batch_from_records(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="record 0 is 3, not a non-empty sentence"):
+        dm.batch_from_records([3])  # type: ignore[list-item]
+
+
+def test_records_from_a_decoded_batch_and_with_a_separate_decoder_tokenizer(word_tokenizer):
+    dm = TinyTextDataModule(20)
+    decoder = CausalLMDecoder(8, config={"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 40}).eval()
+    decoded = decoder.decode(torch.randn(3, 8), max_length=5, generator=torch.Generator().manual_seed(0))
+    assert dm.records_from_batch(decoded) == decoded["text"] and len(decoded["text"]) == 3
+    words = TinyTextDataModule(20, decoder_tokenizer=word_tokenizer)
+    sentences = ["the service was so poor today .", "the hotel was truly boring ."]  # all known words
+    batch = words.batch_from_records(sentences)
+    assert batch["decoder_input_ids"].shape[0] == 2 and words.records_from_batch(batch) == sentences
+    assert words.records_from_batch({"text": ["as given"]}) == ["as given"]  # no ids: the text as is

@@ -169,6 +169,20 @@ def test_pretrained_frozen_weights_stay_out_of_checkpoints(tmp_path, tiny_gpt2, 
     assert [g["params"] for g in encoder.param_groups()] == [list(encoder.proj.parameters())]
 
 
+def test_weights_frozen_after_construction_stay_in_checkpoints(tmp_path, tiny_gpt2, tiny_bert):
+    """two_stage freezes encoder and decoder for its second stage: those weights were trained, so only
+    what the freeze policy froze at construction is left out (a regression: the whole MiniLM was)."""
+    HFEncoder(LATENT, config=tiny_bert).transformer.save_pretrained(tmp_path / "enc")
+    encoder = HFEncoder(LATENT, model_path=str(tmp_path / "enc"), freeze="embeddings")
+    CausalLMDecoder(LATENT, config=tiny_gpt2).lm.save_pretrained(tmp_path / "lm")
+    decoder = CausalLMDecoder(LATENT, model_path=str(tmp_path / "lm"), freeze="paper")
+    before = (encoder.external_state(), decoder.external_state())
+    assert all(".embeddings." in k for k in before[0]) and before[0]
+    encoder.requires_grad_(False)
+    decoder.requires_grad_(False)
+    assert (encoder.external_state(), decoder.external_state()) == before
+
+
 def test_a_decoder_for_another_vocabulary_is_refused(tiny_gpt2, tmp_path):
     with pytest.raises(ValueError, match="has 30522 output tokens but the data's tokenizer has 50257"):
         CausalLMDecoder(LATENT, vocab_size=50257, config={**tiny_gpt2, "vocab_size": 30522})

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveError, check_fits, read_checkpoint
 from .data import DiledDataModule
 from .module import DiLED, NonFiniteLossError
+from .predict import PredictionWriter, PredictOptions
+from .registry import FIRST_PARTY, distribution_of, load_modalities
 from .runs import (
     Interrupted,
     SaveOnSigterm,
@@ -33,8 +35,6 @@ from .runs import (
     remove_if_empty,
     state_dict_mismatch,
 )
-from .predict import PredictionWriter, PredictOptions
-from .registry import load_modalities
 from .sizes import fill_model_sizes, import_class
 
 __all__ = ["DiledCLI", "main"]
@@ -93,7 +93,9 @@ class DiledCLI(LightningCLI):
             parser.set_defaults(weights_only=True)  # never execute code from a checkpoint
         if subcommand == "predict":  # outputs stream to files; the Trainer must not also keep them
             parser.set_defaults(return_predictions=False)
-            parser.add_class_arguments(PredictOptions, "prediction", help="What `diled predict` computes and writes.")
+            parser.add_class_arguments(
+                PredictOptions, "prediction", help="What `diled predict` computes and writes."
+            )
         return parser
 
     def _parse_ckpt_path(self) -> None:
@@ -115,7 +117,9 @@ class DiledCLI(LightningCLI):
                 model = self.config.fit.model
                 changes = changed_options(ckpt.get("hyper_parameters", {}), model.as_dict() if model else {})
                 if changes:
-                    print(f"diled fit: resuming from {ckpt_path} with new options: {changes}", file=sys.stderr)
+                    print(
+                        f"diled fit: resuming from {ckpt_path} with new options: {changes}", file=sys.stderr
+                    )
                 return
             check_fits(DiLED, ckpt, ckpt_path, state_dict_mismatch)  # before its hparams build the model
         super()._parse_ckpt_path()
@@ -168,7 +172,8 @@ class DiledCLI(LightningCLI):
                 super()._run_subcommand(subcommand)
             except BaseException:
                 if subcommand == "fit" and self.trainer.is_global_zero:
-                    remove_if_empty(self.trainer.log_dir)  # a failed fit leaves no run folder without checkpoints
+                    # a failed fit leaves no run folder without checkpoints
+                    remove_if_empty(self.trainer.log_dir)
                 raise
 
     def after_predict(self) -> None:
@@ -208,20 +213,34 @@ def _explain(err: BaseException, argv: list[str]) -> str:
             "then resume with --ckpt_path."
         )
     if isinstance(err, ArgumentError):
-        missing = re.search(r"No module named '(\w+)", text)
+        missing = re.search(r"No module named '([\w.]+)'", text)
         if missing:
-            package = missing.group(1)
-            installed = ", ".join(sorted(load_modalities())) or "none"
-            text = (
-                f"the config names a class from the package {package!r}, which is not installed. "
-                f"Install it (`pip install {package.replace('_', '-')}`) or choose an installed modality "
-                f"({installed}; see `diled plugins`). Parser said: {text}"
-            )
+            text = f"{_missing_module(missing.group(1))} Parser said: {text}"
         configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
         if "<unicode string>" in text and configs:
             text = text.replace('"<unicode string>"', "the config") + f" (config files: {', '.join(configs)})"
         text += " See `diled --help` or `diled fit --print_config` for the valid keys."
     return text
+
+
+def _missing_module(module: str) -> str:
+    """What to install (or fix) when a config's class path names a module that cannot be imported."""
+    dist = distribution_of(module)
+    installed = ", ".join(sorted(load_modalities())) or "none"
+    choose = f"or choose an installed modality ({installed}; see `diled plugins`)."
+    if "." in module:  # Python names the parent first when it is missing, so the parent is installed
+        owner = f"the distribution {dist!r}" if dist else f"the package {module.split('.')[0]!r}"
+        return (
+            f"the config names a class from the module {module!r}, which {owner} does not have. Check the "
+            f"class path's spelling, upgrade {owner}, {choose}"
+        )
+    if module in FIRST_PARTY:
+        how = f"Install the distribution {dist!r} (`pip install ./src/{module}` from a diled checkout)"
+    elif dist:
+        how = f"Install (or reinstall) the distribution {dist!r} (`pip install {dist}`)"
+    else:
+        how = f"Install the package providing the module {module!r}"
+    return f"the config names a class from the module {module!r}, which is not installed. {how}, {choose}"
 
 
 def main(args: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ __all__ = [
 Batch = dict[str, Any]
 #: ``(x_t [B, d], t [B] long) -> ∇_{x_t} log p(y | x_t)  [B, d]`` (method.md §4, guided sampling).
 Guidance = Callable[[Tensor, Tensor], Tensor]
-PredictTask = Literal["reconstruct", "generate", "encode", "interpolate", "optimise"]
+PredictTask = Literal["reconstruct", "generate", "encode", "interpolate", "optimise", "transfer"]
 DecoderObjective = Literal[
     "likelihood",  # loss terms are −log p_φ(x0 | x1); weighted by the ELBO split (method.md §3)
     "diffusion",  # the decoder is a conditional diffusion model; its ε-MSE is weighted 2 − w

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .contract import Batch, Decoder, Encoder, PredictTask
@@ -29,6 +30,7 @@ OUTPUT_NAMES: dict[str, str] = {
     "encode": "embeddings",
     "interpolate": "interpolations",
     "optimise": "optimised",
+    "transfer": "transfers",
 }
 
 
@@ -81,6 +83,28 @@ class DiledDataModule(LightningDataModule):
         """A batch (e.g. ``model.sample(...)`` or ``model.decode(...)``) -> raw records, the inverse of
         :meth:`batch_from_records`."""
         raise NotImplementedError(f"{type(self).__name__} does not turn a batch into raw records yet")
+
+    def attribute_labels(self, batch: Batch) -> Tensor | None:
+        """Class labels ``[B]`` (long, −1: unlabelled) for attribute transfer, or ``None`` when this data
+        has none. The default reads ``batch["label"]``: whole numbers, NaN or negative for unlabelled."""
+        label = batch.get("label")
+        if not isinstance(label, Tensor) or label.ndim != 1:
+            return None
+        if label.is_floating_point():
+            known = ~label.isnan() & (label >= 0)
+            return torch.where(known, label.nan_to_num(0).round().long(), -1)
+        return torch.where(label >= 0, label.long(), -1)
+
+    def attribute_loader(
+        self, split: Literal["train", "val", "test"] = "train", max_examples: int | None = None, seed: int = 0
+    ) -> DataLoader:
+        """A seeded random subset of ``split`` (at most ``max_examples``), to fit attribute directions."""
+        data = self.dataset(split)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:max_examples]
+        subset = torch.utils.data.Subset(data, order.tolist())  # type: ignore[arg-type]
+        return DataLoader(
+            subset, batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers
+        )
 
     @classmethod
     def model_sizes(cls, **init_args: Any) -> dict[str, Any]:

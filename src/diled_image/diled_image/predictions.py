@@ -11,6 +11,7 @@ encode         ``embeddings.csv`` (id, label, [prediction], mu_0 …), ``embeddi
 interpolate    ``interpolations.png``: one row per pair (start, decoded points, end);
                ``interpolations/pair<p>_alpha<α>.png``
 optimise       ``optimised.png``: input, reconstruction, optimised (triples); ``optimised/<id>.png``
+transfer       ``transfers.png``: input / manipulated pairs; ``transfers/<id>_to<target class>.png``
 =============  ===================================================================================
 
 Grids keep at most ``grid_images`` images in memory; per-image files are written as they come into a
@@ -194,6 +195,11 @@ def task_writers(
             lambda o: [f"pair{p:05d}_alpha{a:.3f}" for p, a in zip(o["pair"].tolist(), o["alpha"].tolist())],
         ),
         "optimise": ("optimised", _triples, lambda o: list(o["input"]["id"])),
+        "transfer": (
+            "transfers",
+            _pairs,
+            lambda o: [f"{_safe(i)}_to{t}" for i, t in zip(o["input"]["id"], o["target"].tolist())],
+        ),
     }[task]
     writers: list[RecordWriter] = [
         ImageGridWriter(rank_file(out_dir, f"{name}.png", rank), arrange, grid_images)

@@ -25,7 +25,9 @@ __all__ = [
     "ImageRecord",
     "find_images",
     "load_image",
+    "record_image",
     "scan_images",
+    "to_uint8",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,49 @@ def scan_images(
             "check the files under data.init_args.root."
         )
     return kept
+
+
+def record_image(index: int, record: object, channels: int, convert: bool) -> tuple[Tensor, str]:
+    """One raw record of the Python API -> (uint8 ``[channels, H, W]``, its id): an image file (a path,
+    decoded as the data's files are) or a uint8 tensor ``[C, H, W]`` (torchvision's convention, e.g.
+    ``torchvision.io.read_image``). Anything else is an :class:`ImageDataError` naming the record."""
+    if isinstance(record, (str, Path)):
+        if not Path(record).is_file():
+            raise ImageDataError(
+                f"record {index}: there is no image file at {record} (relative paths are resolved from "
+                f"{Path.cwd()}); give the path of a PNG or JPEG file, or a uint8 tensor [C, H, W]."
+            )
+        return load_image(Path(record), channels, convert), str(record)
+    where = f"record {index}"
+    if not isinstance(record, Tensor):
+        raise ImageDataError(
+            f"{where} is a {type(record).__name__}; image records are file paths or uint8 tensors "
+            "[C, H, W] (torchvision.io.read_image gives one)."
+        )
+    shape = tuple(record.shape)
+    if record.dtype != torch.uint8 or record.ndim != 3:
+        raise ImageDataError(
+            f"{where} is a {record.dtype} tensor of shape {shape}; image records are uint8 tensors "
+            "[C, H, W] with values 0-255 (from [0, 1] floats: (x * 255).round().to(torch.uint8); "
+            "from [H, W, C] arrays: .permute(2, 0, 1))."
+        )
+    if shape[0] != channels:
+        if shape[-1] == channels:
+            fix = "it looks like [H, W, C]: use x.permute(2, 0, 1)"
+        elif channels == 3:
+            fix = "x.expand(3, -1, -1) makes RGB from grayscale"
+        else:
+            fix = "x.float().mean(0, keepdim=True).round().to(torch.uint8) makes grayscale"
+        raise ImageDataError(
+            f"{where} has {shape[0]} channel(s) (shape {shape}) but the data is configured with "
+            f"channels={channels}; give [{channels}, H, W] tensors ({fix})."
+        )
+    return record.cpu(), f"record{index}"
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Images float in [-1, 1] ``[..., C, H, W]`` -> uint8 0-255 (rounded, clamped), on the CPU."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def to_float(images: Tensor) -> Tensor:

@@ -4,7 +4,9 @@
   per image, averaged), and, with ``fid_images > 0``, ``rfid`` (inputs vs reconstructions);
 * generate: ``fid`` of the samples against the reference split;
 * interpolate: ``interp_fid_a0.2`` / ``interp_fid_a0.4``: FID of the decoded points at α = 0.2 / 0.4
-  (with ``interpolation_points: 6``, α = 0, 0.2, …, 1) against the reference split.
+  (with ``interpolation_points: 6``, α = 0, 0.2, …, 1) against the reference split;
+* transfer: ``transfer_fid``: FID of the manipulated images against the reference split (how real
+  they look; whether they show the target class is :mod:`diled_image.transfer`'s metric).
 
 Every FID comes with the number of images on each side (``<name>_images``, ``fid_reference_images``):
 FID is biased by the sample size, so FID-2k is not FID-50k. The Inception feature sums and covariance
@@ -149,7 +151,7 @@ def task_metrics(
 ) -> list[PredictionMetric]:
     """Fresh metrics of one task (see the module docstring); FID only with ``fid.images > 0``."""
     metrics: list[PredictionMetric] = [pixel_metrics()] if task == "reconstruct" else []
-    if fid.images <= 0 or task not in ("reconstruct", "generate", "interpolate"):
+    if fid.images <= 0 or task not in ("reconstruct", "generate", "interpolate", "transfer"):
         return metrics
     extractor = InceptionFeatures(fid.weights)
     if task == "reconstruct":
@@ -161,9 +163,10 @@ def task_metrics(
                 real=lambda o: o["input"]["image"],
             )
         )
-    elif task == "generate":
+    elif task in ("generate", "transfer"):
+        name = "fid" if task == "generate" else "transfer_fid"
         metrics.append(
-            FIDMetric(extractor, {"fid": lambda o: o["output"]["image"]}, fid.images, reference=reference)
+            FIDMetric(extractor, {name: lambda o: o["output"]["image"]}, fid.images, reference=reference)
         )
     else:
         groups = {f"interp_fid_a{a}": _at_alpha(a) for a in INTERPOLATION_FID_ALPHAS}

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from .errors import data_error
 from .predictions import task_writers
-from .records import Column, ProteinRecord, TooLong, read_csv, read_fasta
+from .records import Column, ProteinRecord, TooLong, check_sequence, read_csv, read_fasta
 from .streaming import task_metrics
 from .vocab import ProteinVocab
 
@@ -183,6 +183,49 @@ class ProteinDataModule(DiledDataModule):
         if props.shape[1] > 1:
             batch["properties"] = props
         return batch
+
+    # --- raw records (the Python API) ----------------------------------------------------------
+    def batch_from_records(self, records: Sequence[str]) -> Batch:
+        """Amino-acid sequences (strings of at most ``max_length`` residues, see
+        :mod:`diled_protein.vocab`) -> one batch, ids ``record<i>``, properties unlabelled. A bad record is
+        a :class:`~diled_protein.ProteinDataError` naming its index. Needs no data file (no :meth:`setup`)."""
+        k = len(self.property_names)
+        examples = [
+            {
+                "id": f"record{i}",
+                "tokens": self.vocab.encode(self._record(i, seq), self.max_length),
+                "properties": torch.full((k,), math.nan),
+            }
+            for i, seq in enumerate(records)
+        ]
+        if not examples:
+            raise data_error("no records were given", fix="Pass a list of one or more amino-acid sequences.")
+        return self.collate(examples)
+
+    def records_from_batch(self, batch: Batch) -> list[str]:
+        """A batch with ``tokens`` (e.g. ``model.reconstruct(batch)`` or ``model.sample(n)``) -> sequences."""
+        return self.vocab.decode(batch["tokens"])
+
+    def _record(self, i: int, seq: Any) -> str:
+        where = f"record {i}"
+        if not isinstance(seq, str):
+            raise data_error(
+                f"the record is of type {type(seq).__name__}, not a string of amino acids",
+                path=where,
+                fix="Pass each sequence as a string, e.g. 'MKTAYIAKQR'.",
+            )
+        if not seq:
+            raise data_error("empty sequence", path=where, fix="Pass at least one residue.")
+        if len(seq) > self.max_length:
+            raise data_error(
+                f"sequence of {len(seq)} residues is longer than max_length={self.max_length}",
+                path=where,
+                value=seq,
+                fix="Shorten it, or use a model and datamodule built for a larger max_length.",
+            )
+        checked = check_sequence(seq, where, None, self.max_length, "error")
+        assert checked is not None
+        return checked
 
     # --- model sizes, model check and predictions ----------------------------------------------
     @classmethod

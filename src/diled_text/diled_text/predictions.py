@@ -12,6 +12,8 @@ encode         ``embeddings.csv`` (``id, label, [prediction], mu_0 …``), ``emb
                ``[N, d]``), ``embeddings_xT.npy`` (DDIM-inverted x_T, with ``--prediction.invert``)
 interpolate    ``interpolations.tsv``: ``pair, alpha, id_a, id_b, text``
 optimise       ``optimised.tsv``: ``id, input, reconstruction, optimised, pred_before, pred_after``
+transfer       ``transfers.tsv``: ``id, label`` (the source class, -1 unknown), ``target`` (the class
+               transferred to), ``input`` (as read), ``output`` (the transferred sentence)
 =============  ===================================================================================
 """
 
@@ -125,7 +127,27 @@ def task_writers(task: PredictTask, out_dir: Path, rank: int, tokenizer: TextTok
             )
         ]
 
+    def transfer(o: Batch) -> list[list[object]]:
+        return [
+            list(r)
+            for r in zip(
+                o["input"]["id"],
+                o["label"].tolist(),
+                o["target"].tolist(),
+                o["input"]["text"],
+                o["output"]["text"],
+            )
+        ]
+
     out_dir = Path(out_dir)
+    if task == "transfer":
+        return [
+            TsvWriter(
+                rank_file(out_dir, "transfers.tsv", rank),
+                ["id", "label", "target", "input", "output"],
+                transfer,
+            )
+        ]
     if task == "reconstruct":
         return [
             TsvWriter(
@@ -160,5 +182,6 @@ def task_writers(task: PredictTask, out_dir: Path, rank: int, tokenizer: TextTok
             )
         ]
     raise ValueError(
-        f"unknown predict task {task!r}; choose reconstruct, generate, encode, interpolate or optimise"
+        f"unknown predict task {task!r}; choose reconstruct, generate, encode, interpolate, optimise or "
+        "transfer"
     )

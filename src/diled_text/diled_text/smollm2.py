@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 __all__ = ["GGUF_FILE", "export_smollm2", "smollm2_package_dir"]
@@ -40,15 +42,24 @@ def export_smollm2(out_dir: str | Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = str(smollm2_package_dir())
-    AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE).save_pretrained(out)
-    quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)  # float32 weights
-    # transformers refuses to save a model loaded from GGUF: rebuild it as a plain model with the weights
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config)
-    plain.load_state_dict(quantized.state_dict())
-    plain.save_pretrained(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written beside ``out`` and renamed into place, so a reader never sees half an export
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE).save_pretrained(tmp)
+        quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)  # float32 weights
+        # transformers refuses to save a model loaded from GGUF: rebuild it as a plain model
+        config = quantized.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config)
+        plain.load_state_dict(quantized.state_dict())
+        plain.save_pretrained(tmp)
+        try:
+            os.replace(tmp, out)  # an empty ``out`` is replaced; another export that won the race stays
+        except OSError:
+            if not (out / "config.json").is_file():
+                raise
+        Path(tmp).mkdir(exist_ok=True)  # TemporaryDirectory cleans up its (now moved) folder
     return out
 
 

@@ -9,6 +9,7 @@ pad token (``eos`` when there is none, as for GPT-2); it is always masked out.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -20,6 +21,7 @@ __all__ = [
     "TextTokenizer",
     "default_model_path",
     "load_local",
+    "model_slug",
     "resolve_model_path",
 ]
 
@@ -46,6 +48,11 @@ def resolve_model_path(path: str | None) -> str:
         return default_model_path()
     local = Path(path).expanduser()
     return str(local) if local.exists() else path
+
+
+def model_slug(path: str) -> str:
+    """A short name for metric keys from a model folder or hub name: ``weights/GPT-2`` -> ``gpt_2``."""
+    return re.sub(r"[^0-9a-z]+", "_", Path(path.rstrip("/")).name.lower()).strip("_") or "model"
 
 
 def load_local(loader: Callable[..., T], path: str, what: str, **kwargs: Any) -> T:

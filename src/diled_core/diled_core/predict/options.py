@@ -17,7 +17,7 @@ class PredictOptions:
     """Options of ``diled predict`` (``--prediction.*``).
 
     Args:
-        task: reconstruct (default) | generate | encode | interpolate | optimise.
+        task: reconstruct (default) | generate | encode | interpolate | optimise | transfer.
         output_dir: folder for the records and ``metrics.json``.
         split: data split to reconstruct / encode / interpolate / optimise.
         max_examples: use at most this many examples of the split.
@@ -29,6 +29,13 @@ class PredictOptions:
         interpolation_mode: slerp (between DDIM-inverted x_T) | lerp (between μ).
         invert: encode also writes the DDIM-inverted code x_T.
         optimise_steps, optimise_lr, optimise_max_distance: gradient ascent of the head in μ space.
+        transfer_method: attribute transfer (method.md §4): arithmetic (difference of class means) |
+            linear (along a softmax regression's direction on μ) | guided (DDIM inversion, then DDIM
+            down with a time-conditioned classifier's gradient on x_t).
+        transfer_to: the class to move every example to; unset: the other class of a two-class task.
+        transfer_scale: arithmetic/linear: multiple of the class-mean gap; guided: the guidance scale.
+        transfer_fit_examples: labelled training examples encoded to fit the class means/classifiers.
+        transfer_classifier_steps: training steps of the time-conditioned classifier (guided only).
         decode: decoding options passed to the plugin's decoder (e.g. ``{temperature: 0.7, top_p: 0.9}``
             for text, ``{steps: 20}`` for a pixel-diffusion decoder); the decoder names the ones it takes.
         seed: seed of the sampling noise (combined with rank and batch index).
@@ -49,6 +56,11 @@ class PredictOptions:
     optimise_steps: int = 100
     optimise_lr: float = 0.05
     optimise_max_distance: float | None = 1.0
+    transfer_method: Literal["arithmetic", "linear", "guided"] = "arithmetic"
+    transfer_to: int | None = None
+    transfer_scale: float = 1.0
+    transfer_fit_examples: int = 2000
+    transfer_classifier_steps: int = 500
     decode: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     overwrite: bool = False

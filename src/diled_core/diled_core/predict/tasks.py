@@ -19,7 +19,7 @@ from .options import PredictOptions
 
 __all__ = ["TASKS", "num_rows", "run_predict_task", "select_rows"]
 
-TASKS = ("reconstruct", "generate", "encode", "interpolate", "optimise")
+TASKS = ("reconstruct", "generate", "encode", "interpolate", "optimise", "transfer")
 
 
 def select_rows(batch: Batch, idx: Tensor) -> Batch:
@@ -69,7 +69,11 @@ def run_predict_task(model: Any, batch: Batch, opts: PredictOptions, generator: 
     """One batch of one predict task on a :class:`~diled_core.DiLED` model."""
     if opts.task == "generate":
         z = model.sample_latents(len(batch["index"]), opts.steps, opts.eta, opts.sampler, generator=generator)
-        return {"index": batch["index"], "latent": z, "output": model.decode(z, generator=generator, **opts.decode)}
+        return {
+            "index": batch["index"],
+            "latent": z,
+            "output": model.decode(z, generator=generator, **opts.decode),
+        }
     mu = model.encode(batch)
     if opts.task == "reconstruct":
         losses = model.decoder_losses(mu, batch, generator=generator)
@@ -95,4 +99,18 @@ def run_predict_task(model: Any, batch: Batch, opts: PredictOptions, generator: 
             "pred_before": model.head(mu),
             "pred_after": model.head(mu_opt),
         }
+    if opts.task == "transfer":
+        attributes, labels_of = model.predict_attributes
+        labels = labels_of(batch).to(mu.device)
+        target, z = model.transfer(
+            mu,
+            labels,
+            attributes,
+            to=opts.transfer_to,
+            method=opts.transfer_method,
+            scale=opts.transfer_scale,
+            steps=opts.steps,
+        )
+        out = model.decode(z, generator=generator, **opts.decode)
+        return {"input": batch, "label": labels, "target": target, "mu": mu, "latent": z, "output": out}
     raise ValueError(f"unknown predict task {opts.task!r}; choose one of {', '.join(TASKS)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, TypeVar
 
 import numpy as np
 from torch import Tensor
@@ -24,6 +24,8 @@ from torch import Tensor
 from ..contract import Batch
 
 __all__ = ["ArrayWriter", "RecordWriter", "TableWriter", "TextWriter", "flatten_outputs", "rank_file"]
+
+W = TypeVar("W", bound="RecordWriter")
 
 
 def rank_file(out_dir: str | Path, name: str, rank: int) -> Path:
@@ -64,21 +66,38 @@ class _StagedFile:
         return self.path
 
     def discard(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.file.close()  # flushes what is buffered: may fail again on a full disk
+        except OSError:
+            pass
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 class RecordWriter:
     """Writes one rank's outputs of one task, batch by batch. Subclasses implement :meth:`write` and
-    open their files with :meth:`open`; :meth:`close` commits them, :meth:`abort` removes them."""
+    open their files with :meth:`open` (and writers they feed with :meth:`part`); :meth:`close` commits
+    them all or, if one fails, none; :meth:`abort` removes them."""
 
     def __init__(self) -> None:
         self._files: list[_StagedFile] = []
+        self._parts: list[RecordWriter] = []
 
     def open(self, path: Path, mode: str = "w", **kwargs: Any) -> IO:
         staged = _StagedFile(path, mode, **kwargs)
         self._files.append(staged)
         return staged.file
+
+    def part(self, writer: W) -> W:
+        """Register a writer this one feeds (e.g. an :class:`ArrayWriter`): it is closed and aborted
+        with this one."""
+        self._parts.append(writer)
+        return writer
 
     def write(self, outputs: Batch) -> None:  # pragma: no cover - interface
         """Write one batch of outputs (CPU tensors, lists, nested dicts; all with the same rows)."""
@@ -88,16 +107,29 @@ class RecordWriter:
         """Hook before the files are committed (e.g. write a trailer or a header)."""
 
     def close(self) -> list[Path]:
-        """Finish and move every file into place; return their paths."""
-        self.finish()
-        paths = [f.commit() for f in self._files]
-        self._files = []
+        """Finish and move every file (and every part's) into place; return their paths. If any fails
+        (a full disk), the files already in place are removed, the rest discarded, and the error raised."""
+        paths: list[Path] = []
+        try:
+            self.finish()
+            for f in self._files:
+                paths.append(f.commit())
+            for part in self._parts:
+                paths += part.close()
+        except BaseException:
+            _remove(paths)
+            self.abort()
+            raise
+        self._files, self._parts = [], []
         return paths
 
     def abort(self) -> None:
+        """Remove every file not yet in place (this writer's and its parts')."""
         for f in self._files:
             f.discard()
-        self._files = []
+        for part in self._parts:
+            part.abort()
+        self._files, self._parts = [], []
 
 
 class TextWriter(RecordWriter):
@@ -134,20 +166,28 @@ class ArrayWriter(RecordWriter):
         self._rows += arr.shape[0]
 
     def close(self) -> list[Path]:
-        staged = self._files.pop()
-        staged.commit()
+        data, out = self._files.pop(), None
         shape = (self._rows, *(self._shape or ()))
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self._dtype or np.float32)),
-                  "fortran_order": False, "shape": shape}
-        out = _StagedFile(self.path, "wb")
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(self._dtype or np.float32)),
+            "fortran_order": False,
+            "shape": shape,
+        }
         try:
+            data.commit()
+            out = _StagedFile(self.path, "wb")
             np.lib.format.write_array_header_2_0(out.file, header)
-            with open(staged.path, "rb") as src:
+            with open(data.path, "rb") as src:
                 while chunk := src.read(1 << 24):
                     out.file.write(chunk)
             out.commit()
+        except BaseException:
+            data.discard()
+            if out is not None:
+                out.discard()
+            raise
         finally:
-            staged.path.unlink(missing_ok=True)
+            data.path.unlink(missing_ok=True)
         return [self.path]
 
 
@@ -185,7 +225,8 @@ class TableWriter(RecordWriter):
         for key, value in flat.items():
             if isinstance(value, Tensor) and value.ndim >= 3:
                 if key not in self._arrays:
-                    self._arrays[key] = ArrayWriter(rank_file(self.out_dir, f"{self.name}.{key}.npy", self.rank))
+                    path = rank_file(self.out_dir, f"{self.name}.{key}.npy", self.rank)
+                    self._arrays[key] = self.part(ArrayWriter(path))
                 self._arrays[key].write(value)
             else:
                 cols.update(_columns(key, value))
@@ -198,14 +239,3 @@ class TableWriter(RecordWriter):
                 f"{self._header[:6]}…; variable-width outputs need the modality's own writer"
             )
         self._writer.writerows([[_cell(v) for v in row] for row in zip(*cols.values())])
-
-    def close(self) -> list[Path]:
-        paths = super().close()
-        for arrays in self._arrays.values():
-            paths += arrays.close()
-        return paths
-
-    def abort(self) -> None:
-        super().abort()
-        for arrays in self._arrays.values():
-            arrays.abort()

@@ -147,10 +147,19 @@ class DecoderContract:
 
 class DataModuleContract:
     """What every :class:`~diled_core.DiledDataModule` must do. Implement :meth:`make_datamodule`
-    (small data: every split non-empty)."""
+    (small data: every split non-empty); :meth:`example_records` (and, for lossy records such as
+    images, :meth:`same_records`) tests ``batch_from_records`` / ``records_from_batch``."""
 
     def make_datamodule(self) -> DiledDataModule:
         raise NotImplementedError
+
+    def example_records(self) -> list[Any] | None:
+        """Two or more raw records of the modality (the Python API's input); ``None`` skips the test."""
+        return None
+
+    def same_records(self, got: list[Any], expected: list[Any]) -> bool:
+        """Whether the records that came back equal those given (override for a tolerance)."""
+        return got == expected
 
     @pytest.mark.parametrize("split", ["train", "val", "test"])
     def test_every_split_collates_into_batches(self, split: str) -> None:
@@ -173,6 +182,18 @@ class DataModuleContract:
         assert rows == expected
         if task == "interpolate":
             assert all(num_rows(b) % 2 == 0 for b in batches[:-1]), "interpolate pairs need even batches"
+
+    def test_records_round_trip(self) -> None:
+        records = self.example_records()
+        if records is None:
+            pytest.skip("example_records() gives no raw records for this datamodule")
+        dm = self.make_datamodule()
+        batch = dm.batch_from_records(records)
+        assert isinstance(batch, dict) and batch
+        _assert_rows(batch, len(records), "batch_from_records()")
+        back = dm.records_from_batch(batch)
+        assert len(back) == len(records), f"records_from_batch() gave {len(back)} records for {len(records)}"
+        assert self.same_records(back, records), "records_from_batch(batch_from_records(r)) differs from r"
 
     def test_model_sizes_are_known_before_setup(self) -> None:
         dm = self.make_datamodule()
@@ -205,11 +226,21 @@ class PredictContract:
         n = min(self.max_examples, len(dm.dataset("test")))
         return (n // 2) * self.points if task == "interpolate" else n
 
+    @staticmethod
+    def transfer_target(dm: DiledDataModule) -> int:
+        """A class of the training data to transfer to; skips the test when the data has no class labels."""
+        dm.setup("fit")
+        labels = dm.attribute_labels(next(iter(dm.attribute_loader("train", 64))))
+        if labels is None or not (labels >= 0).any():
+            pytest.skip(f"{type(dm).__name__} batches carry no class labels: no attribute transfer")
+        return int(labels[labels >= 0].min())
+
     @pytest.mark.parametrize("task", TASKS)
     def test_task_streams_records_and_metrics(self, task: str, tmp_path: Path) -> None:
         dm, model = self.make_datamodule(), self.make_model()
         if task == "optimise" and model.head is None:
             pytest.skip("the model has no head")
+        transfer_to = self.transfer_target(dm) if task == "transfer" else None
         options = PredictOptions(
             task=task,  # type: ignore[arg-type]
             output_dir=tmp_path,
@@ -218,6 +249,8 @@ class PredictContract:
             steps=3,
             interpolation_points=self.points,
             optimise_steps=2,
+            transfer_to=transfer_to,
+            transfer_fit_examples=64,
         )
         writer = PredictionWriter(options)
         model.predict_options = options

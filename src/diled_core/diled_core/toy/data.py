@@ -114,6 +114,8 @@ class ToyDataModule(DiledDataModule):
                 MeanOf({"mean_distance_to_nearest_mean": lambda o: self._nearest(o)[0]}),
                 Reservoir(lambda o: o["output"]["x"].float(), self._sample_metrics, capacity=2000),
             ]
+        if task == "transfer":  # the true mixture component nearest to each output
+            return [MeanOf({"target_rate": lambda o: (self._nearest(o)[1] == o["target"]).float()})]
         return []
 
     def _nearest(self, outputs: Batch) -> tuple[Tensor, Tensor]:

