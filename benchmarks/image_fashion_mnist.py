@@ -70,20 +70,10 @@ class StageTwoAfter(Callback):
 
 
 def machine() -> dict[str, Any]:
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if "model name" in line
-            ),
-            platform.processor(),
-        )
-        if Path("/proc/cpuinfo").is_file()
-        else platform.processor()
-    )
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
     return {
-        "cpu": cpu,
+        "cpu": names[0] if names else platform.processor(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -95,6 +85,7 @@ def train(arm: str, minutes: float, root: Path, share: float) -> dict[str, Any]:
     config, mode = ARMS[arm]
     run_root, overlay = root / arm, root / f"{arm}_overlay.yaml"
     record = root / f"{arm}_stage_one.json"
+    record.unlink(missing_ok=True)  # a file of an earlier run must not pass for this one's
     callbacks = yaml.safe_load(config.read_text())["trainer"].get("callbacks", [])
     if mode == "two_stage":
         callbacks = callbacks + [
@@ -248,9 +239,14 @@ def evaluate(
             "rfid": round(fid(feats["test"], batched(extractor, recon[name])), 3),
         }
     save_grid(
-        torch.cat([torch.cat([x[i : i + 8], *(r[i : i + 8] for r in recon.values())]) for i in (0, 8)]),
+        torch.cat(
+            [
+                torch.cat([x[i : i + 8], *(r[i : i + 8] for r in recon.values())])
+                for i in range(0, min(16, n), 8)
+            ]
+        ),
         grids / f"{arm}_reconstructions.png",
-        8,
+        min(8, n),  # rows of inputs above rows of their reconstructions
     )
     if model.training_mode != "autoencoder":
         g = torch.Generator().manual_seed(0)
@@ -269,7 +265,7 @@ def evaluate(
         out[f"interp_fid_a{alpha}"] = round(fid(feats["train"], batched(extractor, points[:, k])), 3)
     out["interpolation_mode"] = mode
     save_grid(
-        torch.cat([torch.stack([a[i], *points[i], b[i]]) for i in range(8)]),
+        torch.cat([torch.stack([a[i], *points[i], b[i]]) for i in range(min(8, n))]),
         grids / f"{arm}_interpolations.png",
         len(ALPHAS) + 2,
     )

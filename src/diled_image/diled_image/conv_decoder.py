@@ -2,10 +2,12 @@
 
 z -> linear -> ``[C_top, s, s]`` (s = image_size / 2^(levels − 1)) -> per level ResNet blocks and a
 ×2 upsample -> GroupNorm + SiLU + 3×3 conv -> the mean image. Its term ``nll`` is −log p(x0 | z) of
-N(mean, σ² I) per pixel, up to constants: MSE / (2σ²). σ sets how much a pixel error costs against the
-latent diffusion term in joint training (method.md §3): plain MSE (σ² = ½, σ ≈ 0.7 on data in [-1, 1]) is
-so cheap that joint training drops the latent's information (on Fashion-MNIST the latent collapsed to
-about one direction within 200 steps, its ε-MSE falling to 0.05 while the decoder's MSE stayed at 0.16).
+N(mean, σ² I) per pixel, up to constants: MSE / (2σ²). σ sets what a pixel error costs against the
+latent diffusion term in joint training (method.md §3). Plain MSE (σ² = ½, σ ≈ 0.7 on data in [-1, 1])
+is so cheap that joint training squeezes the latent into one direction: on Fashion-MNIST after 200
+steps, 99 % of μ's variance lay along one axis (participation ratio 1.02 of 64) and reconstructions had
+MSE 0.044; with σ = 0.1 the same run kept a participation ratio of 4.7 and reconstructed with MSE 0.032
+(both on the [0, 1] scale).
 """
 
 from __future__ import annotations
