@@ -174,16 +174,16 @@ def start_run(args: Any = None) -> dict[str, Any]:
     return {"date": now.isoformat(timespec="seconds"), "args": args, "load_avg_1min_start": load_avg()}
 
 
-def write_results(name: str, run: dict[str, Any], payload: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json``: the run's date and args, the machine, the load at start
-    and end, and ``payload``."""
+def write_results(name: str, run: dict[str, Any], payload: dict[str, Any], out: Path | None = None) -> Path:
+    """Write ``out`` (default ``benchmarks/results/<name>.json``): the run's date and args, the machine,
+    the load at start and end, and ``payload``."""
     machine = machine_info()
     machine.update(load_avg_1min_start=run["load_avg_1min_start"], load_avg_1min_end=load_avg())
-    out = RESULTS / f"{name}.json"
+    out = out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"date": run["date"], "args": run["args"], "machine": machine, **payload}
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return out
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -42,7 +41,9 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, RESULTS, start_run, table, write_results  # noqa: E402
+
 CONFIGS = REPO / "configs" / "image"
 ARMS = {
     "joint": (CONFIGS / "fashion_mnist_cpu.yaml", "joint"),
@@ -67,17 +68,6 @@ class StageTwoAfter(Callback):
         if pl_module.stage_one_steps > trainer.global_step and time.monotonic() - self.start >= self.seconds:
             pl_module.stage_one_steps = trainer.global_step
             self.record.write_text(json.dumps({"stage_one_steps": trainer.global_step}))
-
-
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    return {
-        "cpu": names[0] if names else platform.processor(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def train(arm: str, minutes: float, root: Path, share: float) -> dict[str, Any]:
@@ -282,36 +272,20 @@ def estimate_seconds(arms: list[str], minutes: float, n: int) -> float:
     return len(arms) * minutes * 60 + 0.36 * inception + 1.3 * n * diffusion
 
 
-def table(rows: dict[str, dict[str, Any]], real_fid: float, n: int) -> str:
-    cols = [
-        "steps",
-        "recon mse",
-        "psnr",
-        "ssim",
-        "rFID",
-        "rFID rand",
-        "gen FID",
-        "interp FID 0.2",
-        "interp FID 0.4",
-    ]
-    lines = [f"FID-{n}: every FID below uses N = {n} images per side", "arm | " + " | ".join(cols)]
+def table_rows(rows: dict[str, dict[str, Any]], real_fid: float, n: int) -> list[list[str]]:
+    """Header, one row per arm, and the held-out real images' FID in the FID columns' place."""
+    header = ["arm", "steps", "recon mse", "psnr", "ssim", f"rFID-{n}", f"rFID-{n} rand"]
+    header += [f"gen FID-{n}", f"interp FID-{n} 0.2", f"interp FID-{n} 0.4"]
+    out = [header]
     for arm, r in rows.items():
         rec = r.get("recon_inverted") or r["recon_mean"]
         rand = r.get("recon_random_noise", {}).get("rfid")
-        values = [
-            r["steps"],
-            rec["mse"],
-            rec["psnr"],
-            rec["ssim"],
-            rec["rfid"],
-            rand,
-            r["generation_fid"],
-            r["interp_fid_a0.2"],
-            r["interp_fid_a0.4"],
-        ]
-        lines.append(f"{arm} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in values))
-    lines.append(f"held-out real test images vs training images: FID-{n} = {real_fid:.4g}")
-    return "\n".join(lines)
+        values = [r["steps"], rec["mse"], rec["psnr"], rec["ssim"], rec["rfid"], rand]
+        values += [r["generation_fid"], r["interp_fid_a0.2"], r["interp_fid_a0.4"]]
+        out.append([arm, *("-" if v is None else f"{v:.4g}" for v in values)])
+    real = f"{real_fid:.4g}"
+    out.append(["held-out real test vs train", "", "", "", "", real, "", real, real, real])
+    return out
 
 
 def main() -> None:
@@ -322,18 +296,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="pixel-DDIM steps of the diffusion decoder")
     parser.add_argument("--stage-one-share", type=float, default=0.8, help="two_stage: autoencoder share")
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "bench_image_fashion_mnist")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "image_fashion_mnist.json",
+        help="results JSON (grids beside it)",
+    )
     args = parser.parse_args()
     from diled_image import InceptionFeatures
 
-    n, load_start = args.fid_images, os.getloadavg()
+    n, run = args.fid_images, start_run(args)
     print(
         f"benchmark: {len(args.arms)} arm(s) × {args.minutes} min, N = {n}: about "
         f"{estimate_seconds(args.arms, args.minutes, n) / 3600:.2f} h on 2 CPU cores",
         flush=True,
     )
     args.root.mkdir(parents=True, exist_ok=True)
-    grids = args.results / "image_fashion_mnist"
+    grids = args.out.with_suffix("")
     extractor = InceptionFeatures()
     real = real_images(n)
     feats = {"test": batched(extractor, real["test"][:n]), "train": batched(extractor, real["train"])}
@@ -344,9 +323,9 @@ def main() -> None:
         row.update(evaluate(arm, row["checkpoint"], real, feats, extractor, n, args.steps, grids))
         rows[arm] = row
         print(json.dumps({"arm": arm, **row}), flush=True)
-    print("\n" + table(rows, real_fid, n))
+    head, *body = table_rows(rows, real_fid, n)
+    print(f"\nFID-{n}: every FID uses N = {n} images per side\n" + table(head, body))
     result = {
-        "machine": machine() | {"load_start": load_start, "load_end": os.getloadavg()},
         "minutes": args.minutes,
         "fid_images": n,
         "pixel_ddim_steps": args.steps,
@@ -355,10 +334,9 @@ def main() -> None:
         "real_test_vs_train_fid": real_fid,
         "arms": rows,
         "grids": str(grids.relative_to(REPO)) if grids.is_relative_to(REPO) else str(grids),
+        "table": [head, *body],
     }
-    out = args.results / "image_fashion_mnist.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_results("image_fashion_mnist", run, result, args.out)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,6 @@ def _child(kind: str, report: Path, args: list[str]) -> int:
     else:
         import lightning  # noqa: F401
         import torch  # noqa: F401
-
         from diled_core import DiLED
         from diled_core.registry import load_modalities
 

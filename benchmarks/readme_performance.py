@@ -135,11 +135,28 @@ def run_label(r: dict) -> tuple[str, str]:
     return date, machine
 
 
+def quality(stem: str, r: dict) -> list[str]:
+    """A quality benchmark's own table (``table``: a header row, then rows of cells) as markdown."""
+    date, machine = run_label(r)
+    head, *body = r["table"]
+    return [
+        f"`{stem}` ({date}; {machine}):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(cell.strip() for cell in row) + " |" for row in body),
+        "",
+    ]
+
+
 def section(results: Path) -> str:
-    rows, others = [], []
+    rows, others, tables = [], [], []
     for path in sorted(results.glob("*.json")):
         record: dict[str, Any] = json.loads(path.read_text())
         extract = EXTRACTORS.get(path.stem)
+        if extract is None and isinstance(record.get("table"), list):
+            tables += quality(path.stem, record)
+            continue
         if extract is None:
             others.append(f"`{path.name}`")
             continue
@@ -162,6 +179,8 @@ def section(results: Path) -> str:
         "|---|---|---|---|---|",
         *rows,
     ]
+    if tables:
+        out += ["", "### Quality", "", "Each table as its benchmark printed it.", "", *tables[:-1]]
     if others:
         out += ["", "Other results (quality, not speed): " + ", ".join(others) + "."]
     return "\n".join([START, *out, END]) + "\n"

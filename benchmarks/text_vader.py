@@ -51,6 +51,8 @@ ROWS = [
         "classifier_accuracy_minilm_logreg",
     ),
     ("transfer", "transfer_accuracy_unchanged_minilm_logreg", "  same, inputs left unchanged", None),
+    ("transfer", "bleu_to_input", "transfer BLEU to the input (content kept)", None),
+    ("transfer", "distinct_2", "transfer distinct-2", None),
     ("transfer", "ref_ppl_{lm}", "transferred perplexity, ref LM {lm}", None),
 ]
 

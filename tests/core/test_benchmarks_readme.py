@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,21 @@ def test_check_refuses_a_hand_edited_section(tmp_path: Path) -> None:
     proc = check("--readme", str(tmp_path / "README.md"))
     assert proc.returncode == 1
     assert FIX in proc.stdout
+
+
+def test_a_quality_benchmark_table_is_rendered_as_printed(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    table = [["metric", "joint", "held-out real"], ["BLEU", "12.5", ""], ["  perplexity", "40.1", "30.2"]]
+    (results / "some_quality.json").write_text(json.dumps({"date": "2026-11-25T20:00", "table": table}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Reliability\n")
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--readme", str(readme), "--results", str(results)], check=True
+    )
+    text = readme.read_text()
+    assert "`some_quality` (2026-11-25; not recorded):" in text
+    assert (
+        "| metric | joint | held-out real |\n|---|---|---|\n| BLEU | 12.5 |  |\n| perplexity | 40.1 | 30.2 |"
+        in text
+    )

@@ -287,6 +287,17 @@ def test_external_weights_stay_out_of_checkpoints_and_are_rebuilt(tmp_path: Path
         torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
 
 
+@pytest.mark.parametrize("interval, lr_after_4", [("step", 2e-3 * (0.1 + 0.9 * 4 / 10)), ("epoch", 2e-4)])
+def test_the_lr_scheduler_steps_per_optimizer_step_or_per_epoch(tmp_path: Path, interval, lr_after_4) -> None:
+    warmup = partial(torch.optim.lr_scheduler.LinearLR, start_factor=0.1, total_iters=10)
+    model = make_model(lr_scheduler=warmup, lr_scheduler_interval=interval)  # Adam, lr 2e-3
+    fitted = trainer(tmp_path, 4, limit_val_batches=0)
+    fitted.fit(model, ToyDataModule(n_train=256, batch_size=32))  # 8 steps per epoch: 4 steps, no epoch end
+    assert fitted.optimizers[0].param_groups[0]["lr"] == pytest.approx(lr_after_4)
+    with pytest.raises(ValueError, match="lr_scheduler_interval must be epoch or step"):
+        make_model(lr_scheduler_interval="batch")
+
+
 def test_decoder_ema_decodes_with_averaged_weights(tmp_path: Path) -> None:
     model = make_model(decoder_ema=True, ema_decay=0.5)
     trainer(tmp_path, 3, limit_val_batches=0).fit(model, ToyDataModule(n_train=128, batch_size=32))

@@ -101,3 +101,23 @@ def test_generation_diversity_uses_a_bounded_sample(tok):
     assert got["distinct_samples"] == 20 and got["self_bleu_samples"] == 10
     assert got["distinct_2"] == pytest.approx(distinct_n(kept, 2))
     assert got["self_bleu"] == pytest.approx(self_bleu(kept[:10]))
+
+
+def test_transfer_reports_content_kept_and_the_diversity_of_its_outputs(tok):
+    """Degenerate transfers ("i!" for every positive target) can fool a sentiment classifier: BLEU to
+    the input and distinct-n show them."""
+    inputs = ["the food was great .", "a very boring movie", "the staff was rude today ."]
+    outs = ["the food was awful .", "i !", "i !"]
+    ids, mask = _rows(tok, inputs)
+    out_ids, out_mask = _rows(tok, outs)
+    o = {
+        "input": {"input_ids": ids, "attention_mask": mask},
+        "output": {"input_ids": out_ids, "attention_mask": out_mask, "text": outs},
+    }
+    metrics = task_metrics("transfer", tok)
+    for m in metrics:
+        m.update(o)
+    got = {k: v for m in metrics for k, v in m.compute().items()}
+    assert got["bleu_to_input"] == pytest.approx(sacrebleu.corpus_bleu(outs, [tok.decode_batch(ids)]).score)
+    assert 0 < got["bleu_to_input"] < 100
+    assert got["distinct_1"] == pytest.approx(distinct_n(tok.decode_batch(out_ids), 1))

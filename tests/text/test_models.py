@@ -197,3 +197,27 @@ def test_a_decoder_for_another_vocabulary_is_refused(tiny_gpt2, tmp_path):
         CausalLMDecoder(LATENT, model_path=str(tmp_path))  # the default (MiniLM) tokenizer
     with pytest.raises(ValueError, match="nothing is downloaded at run time"):
         CausalLMDecoder(LATENT, model_path="weights/no-such-model", tokenizer=str(tmp_path / "nope"))
+
+
+def test_the_encoder_standardises_mu_over_the_batch_by_default(batch, tiny_bert):
+    torch.manual_seed(0)
+    mu = HFEncoder(LATENT, config=tiny_bert)(batch)
+    torch.testing.assert_close(mu.mean(0), torch.zeros(LATENT), atol=1e-5, rtol=0)
+    torch.testing.assert_close(mu.var(0, unbiased=False), torch.ones(LATENT), atol=1e-3, rtol=0)
+    torch.manual_seed(0)
+    raw = HFEncoder(LATENT, config=tiny_bert, normalize="none")(batch)
+    assert raw.var(0, unbiased=False).mean() < 0.5  # what the projection alone gives is not unit-scale
+    with pytest.raises(ValueError, match="HFEncoder: normalize must be one of"):
+        HFEncoder(LATENT, config=tiny_bert, normalize="layer")
+
+
+@pytest.mark.parametrize("injection", ["optimus", "prefix"])
+def test_the_injected_latent_starts_at_the_token_embeddings_scale(make_decoder, injection):
+    """A prior-scale latent must not drown the tokens of a decoder trained from scratch (GPT-2 init:
+    embeddings of std 0.02); PyTorch's default Linear init gave vectors ~30× their norm."""
+    decoder = make_decoder(injection=injection)
+    z = torch.randn(256, LATENT)
+    layer = decoder.to_embedding if injection == "optimus" else decoder.to_prefix
+    injected = layer(z).detach().std().item()
+    tokens = decoder.lm.get_input_embeddings().weight.std().item()
+    assert 0.7 < injected / tokens < 1.4, (injected, tokens)

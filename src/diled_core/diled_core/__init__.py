@@ -28,9 +28,10 @@ from .data import OUTPUT_NAMES, DiledDataModule
 from .denoiser import RegressionHead, SkipMLP
 from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
 from .diffusion_decoder import DiffusionDecoder
-from .interpolation import lerp, slerp
 from .errors import DataError, data_error, parse_number
+from .interpolation import lerp, slerp
 from .io import atomic_write
+from .latent_norm import LatentNorm, latent_norm
 from .module import DiLED, NonFiniteLossError
 from .objective import Objective, Phase, combine_terms, objective
 from .predict import (
@@ -63,6 +64,7 @@ __all__ = [
     "DiledDataModule",
     "Encoder",
     "Guidance",
+    "LatentNorm",
     "MeanOf",
     "Modality",
     "NoiseSchedule",
@@ -90,6 +92,7 @@ __all__ = [
     "data_error",
     "ddpm_sample",
     "diffusion_mse",
+    "latent_norm",
     "lerp",
     "load_modalities",
     "make_betas",

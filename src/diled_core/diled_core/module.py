@@ -105,6 +105,8 @@ class DiLED(Inference, LightningModule):
         sample_steps, sample_eta: DDIM defaults for :meth:`sample`, :meth:`invert`, :meth:`interpolate`.
         optimizer, lr_scheduler: factories taking the parameters / the optimizer. Adam(W)'s
             ``fused: true`` (one kernel for all tensors) or ``foreach: true`` are plain ``init_args``.
+        lr_scheduler_interval: step the scheduler after every ``epoch`` (Lightning's default) or every
+            optimizer ``step`` (a warm-up such as ``LinearLR`` counted in steps).
         nan_check_every: read the training loss back to the host every this many steps to stop on
             NaN/inf (1: every step, one host sync per step). In between, the first non-finite loss and
             its step are remembered on the device; the check also runs before every checkpoint and at
@@ -135,6 +137,7 @@ class DiLED(Inference, LightningModule):
         sample_eta: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         ema_every: int = 1,
         nan_check_every: int = 50,
     ) -> None:
@@ -169,6 +172,9 @@ class DiLED(Inference, LightningModule):
         self.stage_one_steps = stage_one_steps
         self.sample_steps, self.sample_eta = sample_steps, sample_eta
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        if lr_scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"lr_scheduler_interval must be epoch or step (got {lr_scheduler_interval!r})")
+        self.lr_scheduler_interval = lr_scheduler_interval
         self.ema: AveragedModel | None = None
         if ema_decay is not None and self.denoiser is not None:
             self.ema = _ema(self.denoiser, ema_decay)
@@ -329,7 +335,11 @@ class DiLED(Inference, LightningModule):
         optimizer = self.optimizer_factory(self.param_groups())
         if self.lr_scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval},
+        }
 
     def on_train_start(self) -> None:
         self._ema_last = {"ema": self.global_step, "decoder_ema": self.global_step}  # optimizer steps so far

@@ -3,23 +3,22 @@
 A half UNet: a 3×3 stem, then per resolution level ``num_res_blocks`` ResNet blocks (GroupNorm + SiLU)
 and a strided-conv downsample, then GroupNorm + SiLU, global average pooling and a linear map to the
 latent. GroupNorm normalises each example on its own inside the network. The latent itself is
-standardised per dimension over the data (:class:`LatentNorm`), which keeps joint training from
+standardised per dimension over the data (:class:`diled_core.LatentNorm`), which keeps joint training from
 collapsing it (see :class:`SemanticEncoder`).
 """
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 from diled_core import Batch, Encoder
+from diled_core.latent_norm import Normalize, latent_norm
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .blocks import Downsample, ResBlock, group_norm
 
-__all__ = ["LatentNorm", "SemanticEncoder", "check_levels"]
-
-Normalize = Literal["batch", "example", "none"]
+__all__ = ["SemanticEncoder", "check_levels"]
 
 
 def check_levels(owner: str, image_size: int, levels: int) -> None:
@@ -34,27 +33,6 @@ def check_levels(owner: str, image_size: int, levels: int) -> None:
         )
 
 
-class LatentNorm(nn.BatchNorm1d):
-    """Standardise each latent dimension over the data (a BatchNorm without scale and shift).
-
-    Training: over the batch, with gradients through the statistics, so the encoder cannot shrink the
-    spread of μ across examples; the running mean and variance (momentum 0.1) standardise in
-    eval mode, so encoding stays per example and deterministic. A training batch of one example uses
-    the running statistics. DiffAE standardises its semantic latents the same way, with dataset
-    statistics, before training its latent diffusion on them.
-    """
-
-    def __init__(self, latent_dim: int) -> None:
-        # a small eps: a fresh encoder's raw spread across images is tiny (variance ~1e-5 per dimension,
-        # the pooled features of different images being alike), and BatchNorm's default 1e-5 would halve it
-        super().__init__(latent_dim, eps=1e-10, affine=False)
-
-    def forward(self, mu: Tensor) -> Tensor:
-        if self.training and mu.shape[0] < 2:
-            return F.batch_norm(mu, self.running_mean, self.running_var, training=False, eps=self.eps)
-        return super().forward(mu)
-
-
 class SemanticEncoder(Encoder):
     """``batch["image"]`` ``[B, channels, image_size, image_size]`` in [-1, 1] -> μ ``[B, latent_dim]``.
 
@@ -66,16 +44,16 @@ class SemanticEncoder(Encoder):
         num_res_blocks: ResNet blocks per level.
         dropout: inside the ResNet blocks.
         normalize: ``batch`` (default): standardise each latent dimension over the data
-            (:class:`LatentNorm`: batch statistics in training, running ones in eval mode), so μ has
-            the N(0, I) prior's per-dimension scale; ``example``: standardise each μ over its own
-            dimensions (‖μ‖ = √d); ``none``. Joint training rewards latents that are easy to denoise:
-            the latent ε-MSE shrinks with the spread of μ across examples, while the decoder can undo
-            any scale. With ``example`` a Fashion-MNIST run mapped every image to nearly the same point
-            (per-dimension std across images 0.18 at the start, 0.008 after 192 steps, far below the
-            0.09 noise of x1, and the pixel decoder ignored z): the collapse of method.md §3. ``batch``
-            rules that out. It does not make μ use many directions: early in training a UNet decoder
-            reads few of them (192 steps gave a participation ratio of 1.1–1.3 of 64, with or without
-            the latent term).
+            (:class:`diled_core.LatentNorm`: batch statistics in training, running ones in eval
+            mode), so μ has the N(0, I) prior's per-dimension scale; ``example``: standardise each μ
+            over its own dimensions (‖μ‖ = √d); ``none``. Joint training rewards latents that are
+            easy to denoise: the latent ε-MSE shrinks with the spread of μ across examples, while the
+            decoder can undo any scale. With ``example`` a Fashion-MNIST run mapped every image to
+            nearly the same point (per-dimension std across images 0.18 at the start, 0.008 after 192
+            steps, far below the 0.09 noise of x1, and the pixel decoder ignored z): the collapse of
+            method.md §3. ``batch`` rules that out. It does not make μ use many directions: early in
+            training a UNet decoder reads few of them (192 steps gave a participation ratio of
+            1.1–1.3 of 64, with or without the latent term).
     """
 
     def __init__(
@@ -104,16 +82,7 @@ class SemanticEncoder(Encoder):
         self.blocks = nn.Sequential(*blocks)
         self.norm = group_norm(ch)
         self.proj = nn.Linear(ch, latent_dim)
-        norms = {
-            "batch": lambda: LatentNorm(latent_dim),
-            "example": lambda: nn.LayerNorm(latent_dim, elementwise_affine=False),
-            "none": nn.Identity,
-        }
-        if normalize not in norms:
-            raise ValueError(
-                f"SemanticEncoder: normalize must be one of {', '.join(norms)} (got {normalize!r})"
-            )
-        self.out_norm = norms[normalize]()
+        self.out_norm = latent_norm(normalize, latent_dim, "SemanticEncoder")
 
     def forward(self, batch: Batch) -> Tensor:
         h = self.blocks(self.stem(batch["image"]))

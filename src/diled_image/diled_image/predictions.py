@@ -121,7 +121,7 @@ class EmbeddingsWriter(RecordWriter):
 
     def _array(self, key: str, name: str, value: Tensor) -> None:
         if key not in self.arrays:
-            self.arrays[key] = ArrayWriter(rank_file(self.out_dir, name, self.rank))
+            self.arrays[key] = self.part(ArrayWriter(rank_file(self.out_dir, name, self.rank)))
         self.arrays[key].write(value)
 
     def write(self, outputs: Batch) -> None:
@@ -143,14 +143,6 @@ class EmbeddingsWriter(RecordWriter):
         self._array("mu", "embeddings.npy", mu)
         if "x_T" in outputs:
             self._array("x_T", "embeddings_xT.npy", outputs["x_T"])
-
-    def close(self) -> list[Path]:
-        return super().close() + [p for a in self.arrays.values() for p in a.close()]
-
-    def abort(self) -> None:
-        super().abort()
-        for a in self.arrays.values():
-            a.abort()
 
 
 def _pairs(o: Batch) -> tuple[Tensor, int]:

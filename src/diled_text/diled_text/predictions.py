@@ -80,16 +80,8 @@ class EmbeddingsWriter(RecordWriter):
         for key, name in (("mu", "embeddings.npy"), ("x_T", "embeddings_xT.npy")):
             if key in outputs:
                 if key not in self._arrays:
-                    self._arrays[key] = ArrayWriter(rank_file(self.out_dir, name, self.rank))
+                    self._arrays[key] = self.part(ArrayWriter(rank_file(self.out_dir, name, self.rank)))
                 self._arrays[key].write(outputs[key])
-
-    def close(self) -> list[Path]:
-        return super().close() + [p for a in self._arrays.values() for p in a.close()]
-
-    def abort(self) -> None:
-        super().abort()
-        for a in self._arrays.values():
-            a.abort()
 
 
 def task_writers(task: PredictTask, out_dir: Path, rank: int, tokenizer: TextTokenizer) -> list[RecordWriter]:

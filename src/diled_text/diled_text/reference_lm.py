@@ -98,6 +98,9 @@ class ReferenceLM(nn.Module):
         self.tokenizer = load_local(AutoTokenizer.from_pretrained, path, "reference LM tokenizer")
         self.lm = load_local(AutoModelForCausalLM.from_pretrained, path, "reference LM").eval()
         self.lm.requires_grad_(False)
+        # the start token and the sentence must fit the model's positions (a small LM may have few)
+        positions = getattr(self.lm.config.get_text_config(), "max_position_embeddings", None)
+        self.max_tokens = _MAX_TOKENS if positions is None else min(_MAX_TOKENS, positions - 1)
         tok = self.tokenizer
         start = tok.convert_tokens_to_ids("<|endoftext|>") if "<|endoftext|>" in tok.get_vocab() else None
         for candidate in (start, tok.bos_token_id, tok.cls_token_id, tok.eos_token_id):
@@ -127,7 +130,8 @@ class ReferenceLM(nn.Module):
 
     def _score_batch(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         rows = [
-            [self.start_id, *self.tokenizer.encode(t, add_special_tokens=False)[:_MAX_TOKENS]] for t in texts
+            [self.start_id, *self.tokenizer.encode(t, add_special_tokens=False)[: self.max_tokens]]
+            for t in texts
         ]
         width = max(len(r) for r in rows)
         device = next(self.lm.parameters()).device

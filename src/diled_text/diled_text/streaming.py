@@ -8,6 +8,9 @@ generate       ``length_mean`` (tokens, EOS excluded) over every sample; ``disti
                ``distinct_2``, ``self_bleu`` over the first ``capacity`` samples (default 2,000 per
                rank), counted by ``distinct_samples``; self-BLEU on at most ``self_bleu_samples``
 interpolate    ``length_mean`` of the decoded path points
+transfer       ``bleu_to_input`` (corpus BLEU of each transferred sentence against its input: how much
+               content is kept), and ``distinct_1``, ``distinct_2``, ``self_bleu`` as for generate
+               (degenerate outputs can fool a sentiment classifier; these show it)
 =============  ===================================================================================
 
 The reference of a reconstruction is the input as the decoder's tokenizer sees it (e.g. lower-cased
@@ -57,11 +60,12 @@ def _exact(o: Batch) -> Tensor:
 
 
 class Bleu(PredictionMetric):
-    """Corpus BLEU of ``outputs["output"]["text"]`` against the decoded target ids of the input."""
+    """Corpus BLEU of ``outputs["output"]["text"]`` against the decoded target ids of the input, reported
+    as ``key``."""
 
-    def __init__(self, tokenizer: TextTokenizer) -> None:
+    def __init__(self, tokenizer: TextTokenizer, key: str = "bleu") -> None:
         super().__init__()
-        self.tokenizer = tokenizer
+        self.tokenizer, self.key = tokenizer, key
         self.add_state("stats", torch.zeros(2 * MAX_ORDER + 2, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, outputs: Batch) -> None:
@@ -70,7 +74,7 @@ class Bleu(PredictionMetric):
         self.stats += torch.tensor(stats, dtype=torch.float64, device=self.stats.device)
 
     def compute(self) -> dict[str, float]:
-        return {"bleu": bleu_from_statistics(self.stats.tolist())}
+        return {self.key: bleu_from_statistics(self.stats.tolist())}
 
 
 def generation_diversity(
@@ -109,4 +113,6 @@ def task_metrics(task: PredictTask, tokenizer: TextTokenizer) -> list[Prediction
         return [MeanOf({"length_mean": length}), generation_diversity(tokenizer)]
     if task == "interpolate":
         return [MeanOf({"length_mean": length})]
+    if task == "transfer":
+        return [Bleu(tokenizer, key="bleu_to_input"), generation_diversity(tokenizer)]
     return []

@@ -1,0 +1,40 @@
+"""benchmarks/image_fashion_mnist.py end to end as a smoke run: three arms of a few seconds on the shared
+Fashion-MNIST files, real Inception features on 8 images per side, the table, the JSON and the grids."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_fashion_mnist_benchmark_runs_end_to_end(tmp_path, fashion_mnist, inception_weights):
+    out = tmp_path / "results" / "image_fashion_mnist.json"
+    args = ["--minutes", "0.1", "--fid-images", "8", "--steps", "2", "--root", str(tmp_path / "runs")]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "image_fashion_mnist.py"), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FID-8: every FID uses N = 8 images per side" in done.stdout
+    results = json.loads(out.read_text())
+    head, *rows = results["table"]
+    assert head[:2] == ["arm", "steps"] and "gen FID-8" in head
+    assert [r[0] for r in rows] == ["joint", "two_stage", "autoencoder", "held-out real test vs train"]
+    for arm in ("joint", "two_stage"):
+        r = results["arms"][arm]
+        assert r["steps"] >= 1 and math.isfinite(r["generation_fid"]) and r["generation_fid"] > 0
+    assert results["arms"]["autoencoder"]["generation_fid"] is None  # nothing to sample from
+    assert results["arms"]["two_stage"]["stage_one_steps"] is not None
+    assert results["machine"]["cpu_count"] >= 1 and results["machine"]["load_avg_1min_end"] >= 0
+    grids = sorted(p.name for p in out.with_suffix("").glob("*.png"))
+    assert "joint_reconstructions.png" in grids and "joint_interpolations.png" in grids, grids
