@@ -135,6 +135,26 @@ def collate(datamodule: Any, n: int) -> Batches:
     return Batches(batches)
 
 
+def quiet_trainer(max_steps: int, pl: Any = None, **opts: Any) -> Any:
+    """A CPU ``Trainer`` for ``max_steps`` with no logger, checkpoints, progress bar, summary or
+    validation. ``pl``: the Lightning namespace (``lightning.pytorch``, or an older
+    ``pytorch_lightning``)."""
+    if pl is None:
+        import lightning.pytorch as pl
+    return pl.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        **opts,
+    )
+
+
 def step_times(model: Any, batches: Batches, steps: int, trainer_opts: dict | None = None, pl: Any = None):
     """Seconds of each of ``steps`` training steps (one ``on_train_batch_start`` to the next: forward,
     backward, clipping, optimizer, EMA, logging) in a fresh ``Trainer.fit``, after one warm-up step.
@@ -149,19 +169,7 @@ def step_times(model: Any, batches: Batches, steps: int, trainer_opts: dict | No
                 torch.cuda.synchronize()
             starts.append(time.perf_counter())
 
-    trainer = pl.Trainer(
-        max_steps=steps + 2,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[StepTimer()],
-        **(trainer_opts or {}),
-    )
+    trainer = quiet_trainer(steps + 2, pl, callbacks=[StepTimer()], **(trainer_opts or {}))
     trainer.fit(model, train_dataloaders=batches)
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     return gaps[1:]  # the first step also builds the optimizer state

@@ -49,6 +49,7 @@ from _common import (  # noqa: E402
     cpu_supports_bf16,
     fmt,
     interleave,
+    quiet_trainer,
     ratio_summary,
     start_run,
     summary,
@@ -64,8 +65,6 @@ SAMPLERS = ["ddpm", "ddim-100", "ddim-50", "ddim-20", "ddim-10"]
 # ------------------------------------------------------------------------------ the model
 def load_model(args: argparse.Namespace) -> tuple[Any, Any, dict]:
     """(model in eval mode, its datamodule set up for ``fit``, where the weights come from)."""
-    import lightning as L
-
     model, dm, opts = build(args.config)
     dm.setup("fit")
     if args.ckpt:
@@ -75,19 +74,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any, dict]:
         source = {"weights": "checkpoint", "ckpt": str(args.ckpt)}
     else:
         if args.fit_steps > 0:
-            trainer = L.Trainer(
-                max_steps=args.fit_steps,
-                accelerator="cpu",
-                devices=1,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                limit_val_batches=0,
-                num_sanity_val_steps=0,
-                **opts,
-            )
-            trainer.fit(model, datamodule=dm)
+            quiet_trainer(args.fit_steps, **opts).fit(model, datamodule=dm)
         source = {"weights": f"fitted here for {args.fit_steps} optimizer steps (metrics only prove the run)"}
     return model.eval(), dm, source
 
