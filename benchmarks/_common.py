@@ -135,15 +135,15 @@ def collate(datamodule: Any, n: int) -> Batches:
     return Batches(batches)
 
 
-def quiet_trainer(max_steps: int, pl: Any = None, **opts: Any) -> Any:
-    """A CPU ``Trainer`` for ``max_steps`` with no logger, checkpoints, progress bar, summary or
-    validation. ``pl``: the Lightning namespace (``lightning.pytorch``, or an older
-    ``pytorch_lightning``)."""
+def quiet_trainer(max_steps: int, pl: Any = None, accelerator: str = "cpu", **opts: Any) -> Any:
+    """A one-device ``Trainer`` (CPU unless ``accelerator``) for ``max_steps`` with no logger,
+    checkpoints, progress bar, summary or validation. ``pl``: the Lightning namespace
+    (``lightning.pytorch``, or an older ``pytorch_lightning``)."""
     if pl is None:
         import lightning.pytorch as pl
     return pl.Trainer(
         max_steps=max_steps,
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         logger=False,
         enable_checkpointing=False,
@@ -155,10 +155,18 @@ def quiet_trainer(max_steps: int, pl: Any = None, **opts: Any) -> Any:
     )
 
 
-def step_times(model: Any, batches: Batches, steps: int, trainer_opts: dict | None = None, pl: Any = None):
+def step_times(
+    model: Any,
+    batches: Batches,
+    steps: int,
+    trainer_opts: dict | None = None,
+    pl: Any = None,
+    accelerator: str = "cpu",
+) -> list[float]:
     """Seconds of each of ``steps`` training steps (one ``on_train_batch_start`` to the next: forward,
     backward, clipping, optimizer, EMA, logging) in a fresh ``Trainer.fit``, after one warm-up step.
-    ``pl``: the model's Lightning namespace (``lightning.pytorch``, or the older ``pytorch_lightning``)."""
+    ``pl``: the model's Lightning namespace (``lightning.pytorch``, or the older ``pytorch_lightning``);
+    on a GPU (``accelerator="gpu"``) each stamp waits for the device."""
     if pl is None:
         import lightning.pytorch as pl
     starts: list[float] = []
@@ -169,7 +177,8 @@ def step_times(model: Any, batches: Batches, steps: int, trainer_opts: dict | No
                 torch.cuda.synchronize()
             starts.append(time.perf_counter())
 
-    trainer = quiet_trainer(steps + 2, pl, callbacks=[StepTimer()], **(trainer_opts or {}))
+    opts = {"callbacks": [StepTimer()], **(trainer_opts or {})}
+    trainer = quiet_trainer(steps + 2, pl, accelerator, **opts)
     trainer.fit(model, train_dataloaders=batches)
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     return gaps[1:]  # the first step also builds the optimizer state

@@ -108,6 +108,28 @@ def predict_memory(r: dict) -> list[Line]:
     return [(f"peak RSS of diled predict, {big:,} / 2,000 samples", f"{ratio:.2f}×" if ratio else "—")]
 
 
+def gpu_scale(r: dict) -> list[Line]:
+    """Per config: samples/s fp32 -> bf16 at the config's batch, and at the largest batches that ran."""
+    lines = []
+    for name, c in r["configs"].items():
+        if "skipped" in c:
+            continue
+        at, big = c["at_config_batch"], c["largest_batch"]
+        fp32, bf16 = (at[p]["samples_per_s"]["median"] for p in ("32-true", "bf16-mixed"))
+        best = {p: max(x["samples_per_s"] for x in big[p]["rows"]) for p in big}
+        largest = " / ".join(
+            ("" if big[p]["stopped_by"] == "out_of_memory" else "≥") + f"{big[p]['largest']:,}" for p in big
+        )
+        lines.append(
+            (
+                f"GPU samples/s fp32 → bf16, {name} (batch {at['batch_size']}; at the largest batches, "
+                f"fp32 / bf16: {largest})",
+                f"{fp32:,.0f} → {bf16:,.0f}; {best['32-true']:,.0f} → {best['bf16-mixed']:,.0f}",
+            )
+        )
+    return lines
+
+
 EXTRACTORS: dict[str, Callable[[dict], list[Line]]] = {
     "protein_authors": protein_authors,
     "training_cost": training_cost,
@@ -115,6 +137,7 @@ EXTRACTORS: dict[str, Callable[[dict], list[Line]]] = {
     "data_pipeline": data_pipeline,
     "ddp_scale": ddp_scale,
     "predict_memory": predict_memory,
+    "gpu_scale": gpu_scale,
 }
 
 
