@@ -434,3 +434,20 @@ def test_ddim_to_x0_and_inversion_from_x0_use_the_whole_chain():
     rec = Recorder(eps_model)
     ddim_invert(rec, sched(), x_T(), steps=10, start=0)
     assert rec.calls == [1] + list(range(1, 10))
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "ddim_to_x0", "invert_from_x0"])
+def test_a_bf16_start_runs_the_chain_in_fp32(name: str) -> None:
+    """A bf16 x (an encoder's latent under autocast) on a 1000-step linear schedule: in bf16, 1 − ᾱ_t
+    rounds to 0 at small t and DDIM divides by it. The chain runs in fp32 and matches the fp32 run."""
+    schedule = NoiseSchedule("linear", 1000)
+    x = torch.randn(4, D, generator=gen(0)).bfloat16()
+    run = {
+        "ddpm": lambda x: ddpm_sample(eps_model, schedule, x, generator=gen(1)),
+        "ddim": lambda x: ddim_sample(eps_model, schedule, x, steps=20),
+        "ddim_to_x0": lambda x: ddim_sample(eps_model, schedule, x, steps=20, end=0),
+        "invert_from_x0": lambda x: ddim_invert(eps_model, schedule, x, steps=20, start=0),
+    }[name]
+    out = run(x)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, run(x.float()))

@@ -24,7 +24,7 @@ from .contract import (
     PredictTask,
     trainable_groups,
 )
-from .data import OUTPUT_NAMES, DiledDataModule
+from .data import OUTPUT_NAMES, DiledDataModule, worker_init
 from .denoiser import RegressionHead, SkipMLP
 from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
 from .diffusion_decoder import DiffusionDecoder
@@ -104,4 +104,5 @@ __all__ = [
     "sample_timesteps",
     "slerp",
     "trainable_groups",
+    "worker_init",
 ]

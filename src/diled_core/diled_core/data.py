@@ -9,6 +9,8 @@ torchmetrics objects). See docs/plugins.md.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,7 +23,7 @@ from .contract import Batch, Decoder, Encoder, PredictTask
 from .predict.metrics import PredictionMetric
 from .predict.writers import RecordWriter, TableWriter
 
-__all__ = ["OUTPUT_NAMES", "DiledDataModule"]
+__all__ = ["OUTPUT_NAMES", "DiledDataModule", "worker_init"]
 
 #: the default file stem of each task's records
 OUTPUT_NAMES: dict[str, str] = {
@@ -32,6 +34,21 @@ OUTPUT_NAMES: dict[str, str] = {
     "optimise": "optimised",
     "transfer": "transfers",
 }
+
+
+def worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of every DataLoader with workers: the worker ignores SIGTERM.
+
+    A cluster's scheduler (and ``timeout``) stops a job with SIGTERM to all of its processes. A worker
+    killed by it makes the main process raise "DataLoader worker ... killed by signal" wherever it is,
+    instead of Lightning's clean stop that saves ``last.ckpt``. The main process still shuts its workers
+    down as usual, and a worker whose main process is gone exits by itself (torch's watchdog).
+    Lightning's per-worker seeding (``seed_everything(workers=True)``) is kept."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", "0")):
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
 
 
 class DiledDataModule(LightningDataModule):
@@ -103,7 +120,11 @@ class DiledDataModule(LightningDataModule):
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:max_examples]
         subset = torch.utils.data.Subset(data, order.tolist())  # type: ignore[arg-type]
         return DataLoader(
-            subset, batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers
+            subset,
+            batch_size=self.batch_size,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            worker_init_fn=worker_init,
         )
 
     @classmethod
@@ -139,6 +160,7 @@ class DiledDataModule(LightningDataModule):
             collate_fn=self.collate,
             drop_last=False,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -163,4 +185,10 @@ class DiledDataModule(LightningDataModule):
             data = torch.utils.data.Subset(data, range(min(self.max_examples, len(data))))  # type: ignore
         # interpolate pairs consecutive examples, so batches must hold an even number of them
         batch_size = self.batch_size + (self.batch_size % 2 if self.predict_task == "interpolate" else 0)
-        return DataLoader(data, batch_size=batch_size, collate_fn=self.collate, num_workers=self.num_workers)
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            worker_init_fn=worker_init,
+        )

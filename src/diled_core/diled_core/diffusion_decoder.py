@@ -93,7 +93,8 @@ class DiffusionDecoder(Decoder):
         """DDIM inversion of the data x0 -> x_T' given the latents ``z`` (other decoding options are
         accepted and ignored, since the interpolate task passes them all)."""
         model = self._model(z, clip_denoised)
-        return ddim_invert(model, self.schedule, batch[self.data_key].to(z), steps=steps, start=0)
+        x0 = batch[self.data_key].to(device=z.device, dtype=torch.promote_types(z.dtype, torch.float32))
+        return ddim_invert(model, self.schedule, x0, steps=steps, start=0)
 
     @torch.no_grad()
     def decode(

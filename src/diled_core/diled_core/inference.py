@@ -18,7 +18,7 @@ from .attributes import Attributes, classifier_guidance, fit_attributes
 from .contract import AuxHead, Batch, Decoder, Encoder, Guidance
 from .interpolation import lerp, slerp
 from .predict import PredictOptions, run_predict_task
-from .samplers import Sampler, ddim_invert, ddim_sample, ddpm_sample
+from .samplers import Sampler, at_least_fp32, ddim_invert, ddim_sample, ddpm_sample
 from .schedule import NoiseSchedule
 
 __all__ = ["Inference"]
@@ -56,8 +56,9 @@ class Inference:
 
     @torch.no_grad()
     def encode(self, batch: Batch) -> Tensor:
-        """μ = E(x0), ``[B, d]``: the representation."""
-        return self.encoder(self._batch(batch))
+        """μ = E(x0), ``[B, d]``: the representation, in float32 also under bf16 autocast (the latent
+        arithmetic after it, interpolation and DDIM inversion, needs the precision)."""
+        return at_least_fp32(self.encoder(self._batch(batch)))
 
     @torch.no_grad()
     def decode(

@@ -9,6 +9,10 @@ Short ``@torch.no_grad()`` functions with one shared signature
   ending at t = 1; with η = 1 and T − 1 steps it is DDPM with the posterior variance;
 * :func:`ddim_invert`: deterministic DDIM inversion x_1 -> x_T (η = 0, run upwards).
 
+Each chain's state is kept in float32 or wider whatever the dtype of the ``x`` given (a bf16 latent from
+an encoder under autocast, say): in bf16, 1 − ᾱ_t rounds to 0 at small t and DDIM divides by it. The
+networks themselves may still run under autocast.
+
 Guidance (classifier / property-regressor guidance, Dhariwal & Nichol 2021 Eq. 14):
 ε̂ ← ε̂ − √(1 − ᾱ_t) · s · ∇_{x_t} log p(y | x_t).
 """
@@ -24,9 +28,14 @@ from .diffusion import EpsModel
 from .contract import Guidance
 from .schedule import NoiseSchedule
 
-__all__ = ["Sampler", "ddim_invert", "ddim_sample", "ddim_timesteps", "ddpm_sample"]
+__all__ = ["Sampler", "at_least_fp32", "ddim_invert", "ddim_sample", "ddim_timesteps", "ddpm_sample"]
 
 Sampler = Literal["ddim", "ddpm"]
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in float32, or as it is when wider (float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -69,6 +78,7 @@ def ddpm_sample(
     guidance_scale: float = 1.0,
 ) -> Tensor:
     """Ancestral sampling x_T -> x_1 with σ_t² = β̃_t (T − 1 network calls)."""
+    x = at_least_fp32(x)
     for t in range(schedule.timesteps, 1, -1):
         eps = _eps(eps_model, schedule, x, t, guidance, guidance_scale)
         beta, alpha = schedule.betas[t].to(x.dtype), schedule.alphas[t].to(x.dtype)
@@ -95,6 +105,7 @@ def ddim_sample(
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1] (got {eta})")
     grid = ddim_timesteps(schedule.timesteps, steps, low=end + 1)
+    x = at_least_fp32(x)
     abar = schedule.alphas_cumprod.to(x.dtype)
     for t, t_prev in zip(grid, grid[1:] + [end]):
         eps = _eps(eps_model, schedule, x, t, guidance, guidance_scale)
@@ -114,6 +125,7 @@ def ddim_invert(
     ``end = start``; the round trip returns x_start up to an error that shrinks with ``steps``.
     The first step uses ε at its target timestep (as diffusers' ``DDIMInverseScheduler`` does)."""
     grid = [start] + ddim_timesteps(schedule.timesteps, steps, low=start + 1)[::-1]
+    x = at_least_fp32(x)
     abar = schedule.alphas_cumprod.to(x.dtype)
     for t, t_next in zip(grid[:-1], grid[1:]):
         # ε at x_start is taken at the next step: the model never trains at t = start

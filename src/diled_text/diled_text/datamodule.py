@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from diled_core import Batch, Decoder, DiledDataModule, Encoder, PredictionMetric, PredictTask, RecordWriter
+from diled_core import (
+    Batch,
+    Decoder,
+    DiledDataModule,
+    Encoder,
+    PredictionMetric,
+    PredictTask,
+    RecordWriter,
+    worker_init,
+)
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .batching import BucketBatchSampler
@@ -299,6 +308,7 @@ class TextDataModule(DiledDataModule):
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init,
         )
 
     # --- sizes, model check, predictions ---------------------------------------------------------

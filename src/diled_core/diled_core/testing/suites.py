@@ -237,6 +237,18 @@ class PredictContract:
 
     @pytest.mark.parametrize("task", TASKS)
     def test_task_streams_records_and_metrics(self, task: str, tmp_path: Path) -> None:
+        self._predict(task, tmp_path)
+
+    @pytest.mark.parametrize("task", TASKS)
+    def test_bf16_autocast_keeps_every_metric_finite(self, task: str, tmp_path: Path) -> None:
+        """A metric finite in fp32 stays finite under ``bf16-mixed`` (a NaN output would make it null)."""
+        fp32 = self._predict(task, tmp_path / "fp32")
+        bf16 = self._predict(task, tmp_path / "bf16", precision="bf16-mixed")
+        lost = sorted(k for k, v in fp32.items() if isinstance(v, (int, float)) and bf16.get(k) is None)
+        assert not lost, f"{task}: finite in fp32, NaN (null) under bf16-mixed: {lost}"
+
+    def _predict(self, task: str, tmp_path: Path, precision: str = "32-true") -> dict[str, Any]:
+        """Run ``task`` through ``Trainer.predict`` into ``tmp_path``; check the records; the metrics."""
         dm, model = self.make_datamodule(), self.make_model()
         if task == "optimise" and model.head is None:
             pytest.skip("the model has no head")
@@ -265,9 +277,11 @@ class PredictContract:
             enable_progress_bar=False,
             enable_checkpointing=False,
             enable_model_summary=False,
+            precision=precision,
         )
         trainer.predict(model, datamodule=dm, return_predictions=False)
         metrics: dict[str, Any] = json.loads((tmp_path / "metrics.json").read_text())[task]
         assert metrics["count"] == self.expected_rows(task, dm)
         assert writer.files and all(f.is_file() and f.stat().st_size > 0 for f in writer.files)
         assert not list(tmp_path.glob(".*")), "temporary files were left behind"
+        return metrics
