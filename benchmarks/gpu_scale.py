@@ -6,12 +6,16 @@ the text model at the paper's sizes (that config with a BERT-small encoder, a GP
 the paper's 2048 x 6 denoiser, batch 64), the image default (``configs/image/fashion_mnist_cpu.yaml``) and
 the paper-size image model (``configs/image/celeba64.yaml`` on synthetic 3 x 64 x 64 images):
 
+The batch measured is the largest of the config's first 20 training batches (the longest, where text is
+bucketed by length).
+
 - **samples/s at the config's batch**, ``32-true`` vs ``bf16-mixed`` interleaved (A B A B ...): each
   repeat is one short ``Trainer.fit`` of ``--steps`` steps on batches collated once and already on the
   GPU (data loading is not timed; the first step is a warm-up), a step being one
   ``on_train_batch_start`` to the next after ``torch.cuda.synchronize()``;
 - **the largest batch that fits**, per precision: the config's batch doubled (the collated batch tiled)
-  until CUDA runs out of memory, ``--max-batch`` or ``--budget-s`` seconds per config; at each size,
+  until CUDA runs out of memory, ``--max-batch`` or ``--budget-s`` seconds per config and precision
+  (a search stopped by either reports a lower bound, shown as ``≥``); at each size,
   samples/s over ``--search-steps`` steps and the peak allocated memory.
 
 Text models are random-init at the named shapes (step time does not depend on the weights; no
