@@ -36,7 +36,7 @@ class ProteinData:
         return dm.collate([train[i] for i in range(4)])
 
 
-def small_relso(pooling: str = "attention") -> ReLSOEncoder:
+def small_relso(pooling: str = "attention", **block: object) -> ReLSOEncoder:
     return ReLSOEncoder(
         8,
         embed_dim=16,
@@ -45,12 +45,18 @@ def small_relso(pooling: str = "attention") -> ReLSOEncoder:
         ff_dim=32,
         pooling=pooling,
         max_length=MAX_LENGTH,  # type: ignore[arg-type]
+        **block,  # type: ignore[arg-type]
     )
 
 
 class TestReLSOEncoderAttention(ProteinData, EncoderContract):
     def make_encoder(self):
         return small_relso("attention")
+
+
+class TestReLSOEncoderAuthorsBlock(ProteinData, EncoderContract):
+    def make_encoder(self):
+        return small_relso("attention", activation="relu", norm_first=False, attention_dropout=0.0)
 
 
 class TestReLSOEncoderFlatten(ProteinData, EncoderContract):

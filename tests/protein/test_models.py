@@ -48,6 +48,30 @@ def test_encoders_give_mu_independent_of_padding_width(make):
     assert not torch.allclose(mu[0], mu[1])
 
 
+def test_the_authors_block_is_post_norm_relu_without_attention_dropout():
+    """ReLSO's ``EncoderBlock`` (github guangyliu/EDDPM, Protein/codes/nn/transformers.py): x = norm(x +
+    drop(attn(x))), x = norm(x + drop(ffn(x))), ReLU, no dropout on the attention weights, no final norm."""
+    theirs = ReLSOEncoder(
+        8,
+        embed_dim=16,
+        num_layers=2,
+        num_heads=2,
+        ff_dim=32,
+        dropout=0.2,
+        activation="relu",
+        norm_first=False,
+        attention_dropout=0.0,
+    )
+    ours = ReLSOEncoder(8, embed_dim=16, num_layers=2, num_heads=2, ff_dim=32, dropout=0.2)
+    for layer in theirs.transformer.layers:
+        assert not layer.norm_first and layer.activation is torch.nn.functional.relu
+        assert layer.self_attn.dropout == 0.0 and layer.dropout.p == 0.2
+    assert theirs.transformer.norm is None
+    for layer in ours.transformer.layers:
+        assert layer.norm_first and layer.self_attn.dropout == 0.2
+    assert isinstance(ours.transformer.norm, torch.nn.LayerNorm)
+
+
 def test_flatten_pooling_needs_the_width():
     torch.manual_seed(0)
     enc = ReLSOEncoder(

@@ -1,14 +1,16 @@
 """ReLSO-style transformer encoder (Castro et al. 2022; DiLED paper §5 "Proteins").
 
 Token embedding (paper: 100) + sinusoidal positions -> transformer encoder (paper: 6 layers, 4 heads)
--> attention pooling over real positions -> linear -> μ (paper: 30-d). Layers are pre-norm
-(``norm_first``, with a final LayerNorm) rather than ReLSO's post-norm. ``mean`` and ``flatten``
-poolings are options (:mod:`diled_protein.pooling`).
+-> attention pooling over real positions -> linear -> μ (paper: 30-d). Layers are pre-norm GELU blocks
+(``norm_first``, with a final LayerNorm) by default; ``norm_first=False, activation="relu",
+attention_dropout=0`` is the authors' block (post-norm, ReLU, no dropout on attention weights). ``mean``
+and ``flatten`` poolings are options (:mod:`diled_protein.pooling`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from diled_core import Batch, Encoder
@@ -43,6 +45,9 @@ class ReLSOEncoder(Encoder):
         pooling: ``attention`` (ReLSO), ``mean``, or ``flatten`` (position-specific projection; needs
             ``max_length``; reconstructs unseen sequences much better, see :mod:`diled_protein.pooling`).
         max_length: the data's ``max_length`` (residues); required by ``pooling="flatten"`` only.
+        activation / norm_first: each layer's feed-forward activation and LayerNorm placement (default
+            GELU, pre-norm with a final LayerNorm; the authors' ``EncoderBlock``: ``relu``, ``False``).
+        attention_dropout: dropout on the attention weights (default: ``dropout``; the authors': 0).
 
     Input: ``batch["tokens"]`` LongTensor ``[B, L]`` (ESM alphabet, residues + ``<eos>`` + ``<pad>``).
     """
@@ -59,6 +64,9 @@ class ReLSOEncoder(Encoder):
         dropout: float = 0.1,
         pooling: Pooling = "attention",
         max_length: int | None = None,
+        activation: Literal["gelu", "relu"] = "gelu",
+        norm_first: bool = True,
+        attention_dropout: float | None = None,
     ) -> None:
         super().__init__()
         if embed_dim % num_heads:
@@ -71,10 +79,19 @@ class ReLSOEncoder(Encoder):
         self.pad_idx = vocab.pad_idx
         self.embed = nn.Embedding(vocab.size, embed_dim, padding_idx=vocab.pad_idx)
         layer = nn.TransformerEncoderLayer(
-            embed_dim, num_heads, ff_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+            embed_dim,
+            num_heads,
+            ff_dim,
+            dropout,
+            activation=activation,
+            batch_first=True,
+            norm_first=norm_first,
         )
+        if attention_dropout is not None:
+            layer.self_attn.dropout = attention_dropout
+        final_norm = nn.LayerNorm(embed_dim) if norm_first else None
         self.transformer = nn.TransformerEncoder(
-            layer, num_layers, norm=nn.LayerNorm(embed_dim), enable_nested_tensor=False
+            layer, num_layers, norm=final_norm, enable_nested_tensor=False
         )
         self.max_length = max_length
         self.pool, pooled = make_pool(pooling, embed_dim, None if max_length is None else max_length + 1)
