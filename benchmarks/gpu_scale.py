@@ -169,8 +169,8 @@ def peak_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
-def at_config_batch(config: str, overrides: list[str], args: argparse.Namespace, device) -> dict:
-    """Interleaved 32-true / bf16-mixed step times at the config's batch."""
+def at_config_batch(config: str, overrides: list[str], args: argparse.Namespace, device) -> tuple[dict, Any]:
+    """Interleaved 32-true / bf16-mixed step times at the config's batch; the record and that batch."""
     runs, base = {}, None
     for precision in PRECISIONS:
         model, dm, opts = fresh(config, overrides, args.tokenizer)
@@ -193,16 +193,16 @@ def at_config_batch(config: str, overrides: list[str], args: argparse.Namespace,
     out["bf16_speedup"] = ratio_summary(times["32-true"], times["bf16-mixed"])
     del runs
     free()
-    return out
+    return out, base
 
 
-def largest_batch(config: str, overrides: list[str], args: argparse.Namespace, device, precision: str):
-    """Doubling the config's batch until CUDA runs out of memory (or a cap): rows and the verdict."""
-    model, dm, opts = fresh(config, overrides, args.tokenizer)
-    base = longest(dm)
+def largest_batch(
+    config: str, overrides: list[str], args: argparse.Namespace, device, precision: str, base: Any
+):
+    """Doubling the config's batch ``base`` until CUDA runs out of memory (or a cap): rows and the
+    verdict."""
     n0, rows, repeat, stop = batch_size(base), [], 1, "max_batch"
     deadline = time.monotonic() + args.budget_s
-    del model
     while n0 * repeat <= args.max_batch:
         if time.monotonic() > deadline:
             stop = "budget_s"
@@ -307,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         config, overrides = CONFIGS[name]
         try:
             record = {"config": config, "overrides": overrides, "date": start_run()["date"]}
-            record["at_config_batch"] = at_config_batch(config, overrides, args, device)
+            record["at_config_batch"], base = at_config_batch(config, overrides, args, device)
             record["largest_batch"] = {
-                p: largest_batch(config, overrides, args, device, p) for p in PRECISIONS
+                p: largest_batch(config, overrides, args, device, p, base) for p in PRECISIONS
             }
         except ABSENT as err:
             record = {"config": config, "skipped": " ".join(f"{type(err).__name__}: {err}".split())[:300]}

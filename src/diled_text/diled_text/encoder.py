@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from diled_core import Batch, Encoder, ParamGroup, latent_norm
-from diled_core.latent_norm import Normalize
+from diled_core import Batch, Encoder, ParamGroup
+from diled_core.latent_norm import Normalize, latent_norm
 from torch import Tensor, nn
 
 from .freezing import EncoderFreeze, frozen_names
