@@ -15,6 +15,8 @@ generate). Then each is evaluated through ``diled predict`` on the same held-out
 
     python benchmarks/text_vader.py [--minutes 20] [--arms joint two_stage autoencoder]
     python benchmarks/text_vader.py --max-steps 3 --samples 16 --examples 16   # a smoke run
+    python benchmarks/text_vader.py --config configs/text/smollm2.yaml --arms joint \
+        --fit-args '--trainer.precision bf16-mixed --data.init_args.batch_size 128'   # on a GPU
 
 Prints a table and writes ``benchmarks/results/text_vader.json`` (with the machine, the load at start
 and end, and the steps each arm trained).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -86,6 +89,7 @@ def fit(arm: str, args: argparse.Namespace, stage_one: int) -> tuple[Path, float
         "--model.stage_one_steps",
         str(stage_one),
         *extra,
+        *shlex.split(args.fit_args),
     )
     seconds = time.time() - start
     runs = sorted(root.glob("lightning_logs/version_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -173,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-lm", default="smollm2", help="smollm2, a local causal-LM folder, or null"
     )
     parser.add_argument("--decode", default="{max_length: 32}", help="--prediction.decode of every task")
+    parser.add_argument(
+        "--fit-args",
+        default="",
+        help="more `diled fit` arguments for every arm, e.g. on a GPU: "
+        "'--trainer.precision bf16-mixed --data.init_args.batch_size 128'",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "text_vader.json")
     args = parser.parse_args(argv)
     if not any(args.data.glob("*_GroundTruth.txt")):

@@ -55,14 +55,29 @@ def _version(name: str) -> str:
     return version(name)
 
 
-def fit_two_steps_under_fsdp(tmp_path: Path, where: list[str]) -> None:
-    args = ["fit", "--config", str(REPO / "configs" / "text" / "cpu_test.yaml"), "--trainer.strategy", "fsdp"]
+#: the README's block-wise wrapping (src/diled_text/README.md, "Big decoders: FSDP")
+BLOCK_WRAP = (
+    "{class_path: lightning.pytorch.strategies.FSDPStrategy, init_args: "
+    "{auto_wrap_policy: [transformers.models.gpt2.modeling_gpt2.GPT2Block]}}"
+)
+
+
+def fit_two_steps_under_fsdp(tmp_path: Path, where: list[str], strategy: str = "fsdp") -> None:
+    args = ["fit", "--config", str(REPO / "configs" / "text" / "cpu_test.yaml"), "--trainer.strategy", strategy]
     args += ["--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path / "run"), *where]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run([DILED, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (ckpt,) = (tmp_path / "run").glob("**/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=True)["global_step"] == 2
+    # saved whole (state_dict_type full): `diled predict` reads it on one device, without FSDP
+    out = tmp_path / "predictions"
+    predict = ["predict", "--config", str(ckpt.parents[1] / "config.yaml"), "--ckpt_path", str(ckpt)]
+    predict += ["--trainer.strategy", "auto", "--trainer.devices", "1", *where[:2]]
+    predict += ["--prediction.task", "reconstruct", "--prediction.output_dir", str(out)]
+    done = subprocess.run([DILED, *predict], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "metrics.json").is_file()
 
 
 @pytest.mark.ddp
@@ -76,10 +91,10 @@ def test_fsdp_with_two_cpu_processes(tmp_path: Path) -> None:
 
 @pytest.mark.ddp
 @pytest.mark.slow
-def test_fsdp_on_gpus(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["fsdp", BLOCK_WRAP], ids=["one_unit", "block_wrap"])
+def test_fsdp_on_gpus(tmp_path: Path, strategy: str) -> None:
     gpus = torch.cuda.device_count()
     if not gpus:
         pytest.skip("no CUDA GPU here: FSDP on GPUs is tested where one is lent")
-    fit_two_steps_under_fsdp(
-        tmp_path, ["--trainer.accelerator", "gpu", "--trainer.devices", str(min(gpus, 2))]
-    )
+    where = ["--trainer.accelerator", "gpu", "--trainer.devices", str(min(gpus, 2))]
+    fit_two_steps_under_fsdp(tmp_path, where, strategy)
