@@ -62,12 +62,16 @@ BLOCK_WRAP = (
 )
 
 
-def fit_two_steps_under_fsdp(tmp_path: Path, where: list[str], strategy: str = "fsdp") -> None:
-    args = ["fit", "--config", str(REPO / "configs" / "text" / "cpu_test.yaml"), "--trainer.strategy", strategy]
-    args += ["--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path / "run"), *where]
+def run_diled(args: list[str], cwd: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([DILED, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([DILED, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def fit_two_steps_under_fsdp(tmp_path: Path, where: list[str], strategy: str = "fsdp") -> None:
+    config = str(REPO / "configs" / "text" / "cpu_test.yaml")
+    args = ["fit", "--config", config, "--trainer.strategy", strategy, "--trainer.max_steps", "2"]
+    run_diled([*args, "--trainer.default_root_dir", str(tmp_path / "run"), *where], tmp_path)
     (ckpt,) = (tmp_path / "run").glob("**/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=True)["global_step"] == 2
     # saved whole (state_dict_type full): `diled predict` reads it on one device, without FSDP
@@ -75,8 +79,7 @@ def fit_two_steps_under_fsdp(tmp_path: Path, where: list[str], strategy: str = "
     predict = ["predict", "--config", str(ckpt.parents[1] / "config.yaml"), "--ckpt_path", str(ckpt)]
     predict += ["--trainer.strategy", "auto", "--trainer.devices", "1", *where[:2]]
     predict += ["--prediction.task", "reconstruct", "--prediction.output_dir", str(out)]
-    done = subprocess.run([DILED, *predict], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_diled(predict, tmp_path)
     assert (out / "metrics.json").is_file()
 
 
