@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -56,6 +57,19 @@ def training_cost(r: dict) -> list[Line]:
         if name == "paper_gifford":
             share = 100 * c["joint"]["fraction_of_matmul_peak"]
             lines.append((f"joint step's GFLOP/s vs matmul peak, {c['config']}", f"{share:.0f} %"))
+    for group, step in (("dropout", "joint"), ("dropout_autoencoder", "autoencoder")):
+        if group in r.get("ablations", {}):
+            fast, plain = (
+                r["ablations"][group][v]["block_medians_ms"] for v in ("rand_dropout", "nn_dropout")
+            )
+            ratios = sorted(a / b for a, b in zip(fast, plain))
+            paired = {
+                "median": statistics.median(ratios),
+                "min": ratios[0],
+                "max": ratios[-1],
+                "n": len(ratios),
+            }
+            lines.append((f"{step} step, RandDropout / nn.Dropout masks (paper size)", span(paired)))
     return lines
 
 

@@ -13,7 +13,8 @@ autoencoder's), and the achieved GFLOP/s against plain ``torch.mm`` at the denoi
 measured in the same run. Ablations of the speed switches on the paper config, as whole steps and
 alone: Adam for-loop / foreach / fused (and its step alone), EMA off / every step / every 10 steps (and
 the update alone: torch's ``AveragedModel.update_parameters`` vs diled's foreach update), the NaN check
-every step vs every 50.
+every step vs every 50, dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint and
+autoencoder steps).
 
     python benchmarks/training_cost.py [--quick] [--repeats 5] [--steps 6] [--skip-ablations]
 
@@ -82,6 +83,14 @@ ABLATIONS = {  # group -> variant -> CLI overrides of the paper config (joint)
     "nan_check": {
         "nan_check_every_step": ["--model.nan_check_every", "1"],
         "nan_check_every_50": ["--model.nan_check_every", "50"],
+    },
+    "dropout": {  # the encoder's dropout 0.2: masks from bernoulli_ (nn.Dropout) or torch.rand
+        "nn_dropout": ["--model.encoder.init_args.fast_dropout", "false"],
+        "rand_dropout": ["--model.encoder.init_args.fast_dropout", "true"],
+    },
+    "dropout_autoencoder": {  # the same in the autoencoder step, where dropout is a larger share
+        "nn_dropout": ["--model.encoder.init_args.fast_dropout", "false", "--model.training", "autoencoder"],
+        "rand_dropout": ["--model.encoder.init_args.fast_dropout", "true", "--model.training", "autoencoder"],
     },
 }
 

@@ -232,3 +232,18 @@ def test_bad_sizes_are_rejected():
         ReLSOEncoder(8, embed_dim=10, num_heads=4)
     with pytest.raises(ValueError, match="odd"):
         ConvDecoder(8, 10, kernel_size=4)
+
+
+def test_fast_dropout_is_switched_by_config():
+    """``fast_dropout`` (default) swaps the encoder's and decoder's nn.Dropout for RandDropout; the
+    state dict is the same either way, so checkpoints load across the switch."""
+    from diled_core import RandDropout
+
+    for make in (
+        lambda f: ReLSOEncoder(dropout=0.2, fast_dropout=f),
+        lambda f: ConvDecoder(dropout=0.1, fast_dropout=f),
+    ):
+        fast, plain = make(True), make(False)
+        assert any(type(m) is RandDropout for m in fast.modules())
+        assert not any(type(m) is RandDropout for m in plain.modules())
+        assert fast.state_dict().keys() == plain.state_dict().keys()

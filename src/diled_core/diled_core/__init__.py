@@ -26,6 +26,7 @@ from .contract import (
 )
 from .data import OUTPUT_NAMES, DiledDataModule, worker_init
 from .denoiser import RegressionHead, SkipMLP
+from .dropout import RandDropout, use_rand_dropout
 from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
 from .diffusion_decoder import DiffusionDecoder
 from .errors import DataError, data_error, parse_number
@@ -76,6 +77,7 @@ __all__ = [
     "PredictTask",
     "PredictionMetric",
     "PredictionWriter",
+    "RandDropout",
     "RatioOf",
     "RecordWriter",
     "RegressionHead",
@@ -104,5 +106,6 @@ __all__ = [
     "sample_timesteps",
     "slerp",
     "trainable_groups",
+    "use_rand_dropout",
     "worker_init",
 ]

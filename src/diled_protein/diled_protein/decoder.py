@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diled_core import Batch, Decoder
+from diled_core import Batch, Decoder, use_rand_dropout
 from torch import Tensor, nn
 
 from .vocab import ProteinVocab
@@ -45,6 +45,8 @@ class ConvDecoder(Decoder):
         num_layers: residual conv blocks.
         kernel_size: odd conv kernel size.
         dropout: dropout inside the blocks.
+        fast_dropout: draw the CPU dropout masks with ``torch.rand`` (:class:`diled_core.RandDropout`);
+            ``False``: ``nn.Dropout``.
     """
 
     alphabet_name = "ESM-1b"
@@ -57,6 +59,7 @@ class ConvDecoder(Decoder):
         num_layers: int = 3,
         kernel_size: int = 5,
         dropout: float = 0.1,
+        fast_dropout: bool = True,
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
@@ -68,6 +71,8 @@ class ConvDecoder(Decoder):
         self.register_buffer("to_token", vocab.class_to_token(), persistent=False)
         self.project = nn.Linear(latent_dim, channels * (max_length + 1))
         self.blocks = nn.Sequential(*(_ConvBlock(channels, kernel_size, dropout) for _ in range(num_layers)))
+        if fast_dropout:
+            use_rand_dropout(self.blocks)
         self.norm = nn.LayerNorm(channels)
         self.out = nn.Linear(channels, vocab.num_classes)
 

@@ -13,7 +13,7 @@ import math
 from typing import Literal
 
 import torch
-from diled_core import Batch, Encoder
+from diled_core import Batch, Encoder, use_rand_dropout
 from torch import Tensor, nn
 
 from .pooling import Pooling, make_pool
@@ -48,6 +48,8 @@ class ReLSOEncoder(Encoder):
         activation / norm_first: each layer's feed-forward activation and LayerNorm placement (default
             GELU, pre-norm with a final LayerNorm; the authors' ``EncoderBlock``: ``relu``, ``False``).
         attention_dropout: dropout on the attention weights (default: ``dropout``; the authors': 0).
+        fast_dropout: draw the layers' CPU dropout masks with ``torch.rand`` (same distribution, ~1.7x
+            faster than ``nn.Dropout``; :class:`diled_core.RandDropout`); ``False``: ``nn.Dropout``.
 
     Input: ``batch["tokens"]`` LongTensor ``[B, L]`` (ESM alphabet, residues + ``<eos>`` + ``<pad>``).
     """
@@ -67,6 +69,7 @@ class ReLSOEncoder(Encoder):
         activation: Literal["gelu", "relu"] = "gelu",
         norm_first: bool = True,
         attention_dropout: float | None = None,
+        fast_dropout: bool = True,
     ) -> None:
         super().__init__()
         if embed_dim % num_heads:
@@ -93,6 +96,8 @@ class ReLSOEncoder(Encoder):
         self.transformer = nn.TransformerEncoder(
             layer, num_layers, norm=final_norm, enable_nested_tensor=False
         )
+        if fast_dropout:
+            use_rand_dropout(self.transformer)
         self.max_length = max_length
         self.pool, pooled = make_pool(pooling, embed_dim, None if max_length is None else max_length + 1)
         self.to_latent = nn.Linear(pooled, latent_dim)
