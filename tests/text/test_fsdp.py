@@ -7,6 +7,7 @@ subprocess, so no process group is left in this one). On GPUs: the slow test, wh
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,11 +56,10 @@ def _version(name: str) -> str:
     return version(name)
 
 
-#: the README's block-wise wrapping (src/diled_text/README.md, "Big decoders: FSDP")
-BLOCK_WRAP = (
-    "{class_path: lightning.pytorch.strategies.FSDPStrategy, init_args: "
-    "{auto_wrap_policy: [transformers.models.gpt2.modeling_gpt2.GPT2Block]}}"
-)
+#: the README's block-wise wrapping (src/diled_text/README.md, "Big decoders: FSDP"), as it is written
+BLOCK_WRAP = re.search(
+    r"--trainer\.strategy '(.*?)'", (REPO / "src" / "diled_text" / "README.md").read_text(encoding="utf-8")
+).group(1)
 
 
 def run_diled(args: list[str], cwd: Path) -> None:
