@@ -81,8 +81,14 @@ def test_mean_and_ratio_equal_the_all_at_once_values_and_merge_across_ranks() ->
     other_rank_ratio.update({"n": num[1:], "d": den[1:]})
     mean.merge_state(other_rank_mean)  # what the DDP reduction does
     ratio.merge_state(other_rank_ratio)
-    assert mean.compute()["v"] == pytest.approx(18 / 4)  # NaN rows are not counted
+    assert mean.compute() == {"v": pytest.approx(18 / 4), "v_nan_rows": 1.0}  # NaN rows: counted apart
     assert ratio.compute()["r"] == pytest.approx(6 / 9)
+
+
+def test_mean_without_nan_rows_has_no_nan_count() -> None:
+    mean = MeanOf({"v": lambda o: o["v"]})
+    mean.update({"v": torch.tensor([1.0, 2.0])})
+    assert mean.compute() == {"v": pytest.approx(1.5)}
 
 
 def test_reservoir_keeps_a_bounded_sample() -> None:

@@ -27,6 +27,12 @@ class LatentNorm(nn.BatchNorm1d):
     spread of μ across examples; the running mean and variance (momentum 0.1) standardise in
     eval mode, so encoding stays per example and deterministic. A training batch of one example uses
     the running statistics.
+
+    Under DDP each process standardises over its own batch, as BatchNorm does, and DDP broadcasts rank
+    0's running statistics. On GPUs, ``--trainer.sync_batchnorm true`` makes the batch statistics
+    global: torch's ``SyncBatchNorm`` takes this module's place with the same ``eps`` and no affine
+    (a batch of one then no longer falls back to the running statistics). torch has no SyncBatchNorm
+    on CPU processes.
     """
 
     def __init__(self, latent_dim: int) -> None:

@@ -37,26 +37,35 @@ class PredictionMetric(Metric):
 
 
 class MeanOf(PredictionMetric):
-    """Means of per-row values: ``{name: mean}`` for each ``name -> fn(outputs) [B]``."""
+    """Means of per-row values: ``{name: mean}`` for each ``name -> fn(outputs) [B]``.
+
+    NaN rows (a value undefined for that row, or a diverged model's output) are left out of the mean
+    and counted: ``{name}_nan_rows`` appears beside the mean whenever there were any.
+    """
 
     def __init__(self, values: dict[str, Callable[[Batch], Tensor]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.values = values
         self.add_state("sums", torch.zeros(len(values), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("counts", torch.zeros(len(values), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("nans", torch.zeros(len(values), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, outputs: Batch) -> None:
         for i, fn in enumerate(self.values.values()):
             v = fn(outputs).detach().double().flatten()
-            v = v[~v.isnan()]
+            nan = v.isnan()
+            v = v[~nan]
             self.sums[i] += v.sum().to(self.sums.device)
             self.counts[i] += v.numel()
+            self.nans[i] += nan.sum().to(self.nans.device)
 
     def compute(self) -> dict[str, float]:
-        return {
-            name: (self.sums[i] / self.counts[i]).item() if self.counts[i] > 0 else math.nan
-            for i, name in enumerate(self.values)
-        }
+        out: dict[str, float] = {}
+        for i, name in enumerate(self.values):
+            out[name] = (self.sums[i] / self.counts[i]).item() if self.counts[i] > 0 else math.nan
+            if self.nans[i] > 0:
+                out[f"{name}_nan_rows"] = self.nans[i].item()
+        return out
 
 
 class RatioOf(PredictionMetric):
