@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from diled_core import LatentNorm, latent_norm
+from diled_core.runs import state_dict_mismatch
+from torch import nn
 
 
 def test_batch_standardises_each_dimension_and_keeps_the_gradient_through_the_statistics():
@@ -44,3 +46,30 @@ def test_example_and_none_and_a_bad_kind():
     assert latent_norm("none", 16, "E")(x) is x
     with pytest.raises(ValueError, match="MyEncoder: normalize must be one of batch, example, none"):
         latent_norm("layer", 16, "MyEncoder")  # type: ignore[arg-type]
+
+
+def _with_encoder(last: nn.Module) -> nn.Module:
+    model = nn.Module()
+    model.encoder = nn.Sequential(nn.Linear(3, 4), last)
+    return model
+
+
+def _load_error(trained: nn.Module, configured: nn.Module) -> str:
+    with pytest.raises(RuntimeError) as err:
+        configured.load_state_dict(trained.state_dict())
+    return state_dict_mismatch(err.value)
+
+
+@pytest.mark.parametrize(
+    ("trained", "configured"), [("none", "batch"), ("example", "batch"), ("batch", "none")]
+)
+def test_a_normalize_mismatch_is_named_in_the_checkpoint_error(trained: str, configured: str) -> None:
+    """Runs from before LatentNorm became the default load with a config that says what they were."""
+    message = _load_error(*(_with_encoder(latent_norm(k, 4, "test")) for k in (trained, configured)))
+    assert "Only the encoder's latent standardisation differs" in message
+    assert f"--model.encoder.init_args.normalize {'batch' if trained == 'batch' else 'none'}" in message
+
+
+def test_other_mismatches_get_no_normalize_hint() -> None:
+    message = _load_error(_with_encoder(LatentNorm(4)), _with_encoder(nn.Linear(4, 4)))
+    assert "weight(s)" in message and "latent standardisation" not in message

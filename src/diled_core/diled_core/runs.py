@@ -107,16 +107,36 @@ def remove_if_empty(log_dir: str | Path | None) -> None:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
+_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _latent_norm_hint(keys: dict[str, list[str]]) -> str:
+    """What to set when the only mismatch is the encoder's LatentNorm statistics (``normalize``)."""
+    old = " (as runs from before LatentNorm became the default)"
+    for label, have, why in (("missing", "none or example", old), ("unexpected", "batch", "")):
+        found = keys.get(label, [])
+        others = [k for other, ks in keys.items() if other != label for k in ks]
+        if found and not others and all(k.startswith("encoder.") and k.endswith(_STATISTICS) for k in found):
+            side = "the model built from the config has" if label == "missing" else "the checkpoint has"
+            return (
+                f"Only the encoder's latent standardisation differs ({side} LatentNorm statistics): the "
+                f"run was trained with the encoder option normalize: {have}{why}; pass the one it used, e.g. "
+                f"--model.encoder.init_args.normalize {have.split()[0]}"
+            )
+    return ""
+
+
 def state_dict_mismatch(err: RuntimeError) -> str:
     """One paragraph from torch's long ``Error(s) in loading state_dict`` message."""
     text = str(err)
-    parts = []
+    parts, keys = [], {}
     for label, pattern in (("missing", r"Missing key\(s\) in state_dict: (.*?)\.\s*$"),
                            ("unexpected", r"Unexpected key\(s\) in state_dict: (.*?)\.\s*$")):
         found = re.search(pattern, text, re.M)
         if found:
-            keys = [k.strip(' "') for k in found.group(1).split(",")]
-            parts.append(f"{len(keys)} {label} weight(s) (first: {keys[0]})")
+            keys[label] = [k.strip(' "') for k in found.group(1).split(",")]
+            parts.append(f"{len(keys[label])} {label} weight(s) (first: {keys[label][0]})")
+    hint = _latent_norm_hint(keys)
     size = re.search(r"size mismatch for ([\w.]+): copying a param with shape torch.Size\((\[[^\]]*\])\) from "
                      r"checkpoint, the shape in current model is torch.Size\((\[[^\]]*\])\)", text)
     if size:
@@ -125,6 +145,7 @@ def state_dict_mismatch(err: RuntimeError) -> str:
     return (
         "the checkpoint does not fit the model built from the config: "
         + ("; ".join(parts) or text.splitlines()[0])
+        + (f". {hint}" if hint else "")
         + ". Pass the config the run was trained with (config.yaml in its run folder), or a checkpoint of "
         "this config; a checkpoint from another diled version may need the version it was made with."
     )
