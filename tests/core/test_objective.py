@@ -99,6 +99,35 @@ def test_head_term_and_weight(parts) -> None:
     assert out.weights["head"] == 0.25 and out.terms["head"].shape == (64,)
 
 
+@pytest.mark.parametrize("decoder", ["likelihood", "diffusion"])
+def test_latent_draws_average_k_draws_and_the_first_shares_the_decoders_t(parts, decoder: str) -> None:
+    """K draws of (t, ε) per example; the first is K = 1's draw (the decoder's t), the others follow."""
+    sched, encoder, eps, batch = parts
+    dec = ToyDecoder(latent_dim=4, hidden=32) if decoder == "likelihood" else ToyDiffusionDecoder(
+        latent_dim=4, hidden=32, latent_timesteps=T
+    )
+    low = 2 if decoder == "likelihood" else 1
+    out = run(parts, dec, generator=torch.Generator().manual_seed(5), latent_draws=3)
+    g = torch.Generator().manual_seed(5)
+    t, noise = torch.randint(low, T + 1, (64,), generator=g), torch.randn(64, 4, generator=g)
+    t = torch.cat([t, torch.randint(low, T + 1, (128,), generator=g)])
+    noise = torch.cat([noise, torch.randn(128, 4, generator=g)])
+    mu = encoder(batch).repeat(3, 1)
+    x_t = sched.sqrt_alphas_cumprod[t, None] * mu + sched.sqrt_one_minus_alphas_cumprod[t, None] * noise
+    per_draw = ((noise - eps(x_t, t)) ** 2).mean(1).view(3, 64)
+    torch.testing.assert_close(out.terms["diffusion"], per_draw.mean(0))
+    assert not torch.allclose(per_draw[0], per_draw[1])  # three different draws, not one repeated
+    one = run(parts, dec, generator=torch.Generator().manual_seed(5))  # K = 1: the first draw alone
+    torch.testing.assert_close(one.terms["diffusion"], per_draw[0])
+
+
+def test_latent_draws_keep_the_gradient_to_the_encoder(parts) -> None:
+    sched, encoder, eps, batch = parts
+    out = run(parts, ToyDecoder(latent_dim=4, hidden=32), phase=Phase(decoder=False), latent_draws=4)
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+
+
 def test_errors_say_what_is_wrong(parts) -> None:
     class Reduced(ToyDecoder):
         def loss(self, z, batch, *, t, generator=None):

@@ -180,27 +180,36 @@ def test_ema_lerp_matches_torch_ema_and_copies_integer_buffers() -> None:
     assert ours[-1].item() == 4  # num_batches_tracked: copied, not averaged
 
 
-@pytest.mark.parametrize("every", [1, 3])
-def test_ema_every_k_steps_averages_with_decay_to_the_k(every: int) -> None:
+@pytest.mark.parametrize(("every", "warmup"), [(1, False), (3, False), (1, True), (2, True)])
+def test_ema_every_k_steps_averages_with_decay_to_the_k(every: int, warmup: bool) -> None:
+    """Decay 0.8 every k steps is 0.8^k; with warmup, after n averaged steps at most (1 + n) / (10 + n)."""
     seen = []
 
     class Record(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, *args) -> None:
             seen.append([p.detach().clone() for p in pl_module.denoiser.parameters()])
 
-    m = model(ema_decay=0.8, ema_every=every)
+    m = model(ema_decay=0.8, ema_every=every, ema_warmup=warmup)
     fit(m, 6, Record())
-    expected = None
+    expected, updates = None, 0
     for step, weights in enumerate(seen, start=1):
         if step % every == 0:
+            n = updates * every
+            decay = min(0.8, (1 + n) / (10 + n)) if warmup else 0.8
             expected = (
                 weights
                 if expected is None
-                else [e + (1 - 0.8**every) * (w - e) for e, w in zip(expected, weights)]
+                else [e + (1 - decay**every) * (w - e) for e, w in zip(expected, weights)]
             )
+            updates += 1
     assert m.ema.n_averaged.item() == 6 // every
     for a, b in zip(m.ema.module.parameters(), expected):
         torch.testing.assert_close(a, b)
+    if warmup:  # the warm-up changed the average: without it the weights differ
+        plain = [e.clone() for e in seen[every - 1]]
+        for weights in seen[2 * every - 1 :: every]:
+            plain = [e + (1 - 0.8**every) * (w - e) for e, w in zip(plain, weights)]
+        assert any(not torch.allclose(a, b) for a, b in zip(m.ema.module.parameters(), plain))
 
 
 def test_ema_is_updated_once_per_optimizer_step_when_accumulating() -> None:
@@ -209,9 +218,10 @@ def test_ema_is_updated_once_per_optimizer_step_when_accumulating() -> None:
     assert m.ema.n_averaged.item() == 4 and m.decoder_ema.n_averaged.item() == 4
 
 
-def test_ema_every_and_nan_check_every_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="ema_every and nan_check_every must be >= 1"):
-        model(ema_every=0)
+@pytest.mark.parametrize("option", ["ema_every", "nan_check_every", "latent_draws"])
+def test_ema_every_nan_check_every_and_latent_draws_must_be_positive(option: str) -> None:
+    with pytest.raises(ValueError, match="ema_every, nan_check_every and latent_draws must be >= 1"):
+        model(**{option: 0})
 
 
 # ------------------------------------------------------------------------------ fused Adam

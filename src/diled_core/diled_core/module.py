@@ -100,6 +100,10 @@ class DiLED(Inference, LightningModule):
         ema_decay: EMA decay of the denoiser weights used for sampling (``None``: no EMA).
         ema_every: update the EMAs every this many optimizer steps, with decay ``ema_decay ** k`` so
             that the averaging horizon stays the same (1: every step).
+        ema_warmup: after n optimizer steps of an EMA, decay at most (1 + n) / (10 + n), as diffusers'
+            ``EMAModel``: a short run's EMA then does not average in its first, untrained weights.
+        latent_draws: K draws of (t, ε) per example for the latent ε-MSE, averaged (the first shares the
+            decoder's t): the same objective with a K× lower-variance estimate, for K denoiser passes.
         decoder_ema: also keep an EMA of the decoder (same decay) and decode with it (a pixel-diffusion
             decoder is sampled with EMA weights in the paper's image setup).
         sample_steps, sample_eta: DDIM defaults for :meth:`sample`, :meth:`invert`, :meth:`interpolate`.
@@ -140,6 +144,8 @@ class DiLED(Inference, LightningModule):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         ema_every: int = 1,
         nan_check_every: int = 50,
+        ema_warmup: bool = False,
+        latent_draws: int = 1,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # module objects are dropped from hparams just below
@@ -152,9 +158,10 @@ class DiLED(Inference, LightningModule):
                 del self.hparams[key]
         if training not in ("joint", "two_stage", "autoencoder"):
             raise ValueError(f"training must be joint, two_stage or autoencoder (got {training!r})")
-        if ema_every < 1 or nan_check_every < 1:
+        if min(ema_every, nan_check_every, latent_draws) < 1:
             raise ValueError(
-                f"ema_every and nan_check_every must be >= 1 (got {ema_every} and {nan_check_every})"
+                f"ema_every, nan_check_every and latent_draws must be >= 1 (got {ema_every}, "
+                f"{nan_check_every} and {latent_draws})"
             )
         self.encoder, self.decoder = encoder, decoder
         d = encoder.latent_dim
@@ -182,8 +189,9 @@ class DiLED(Inference, LightningModule):
             raise ValueError("decoder_ema needs an ema_decay (e.g. 0.999)")
         self.decoder_ema = _ema(self.decoder, ema_decay) if decoder_ema else None
         self.ema_decay, self.ema_every, self.nan_check_every = ema_decay, ema_every, nan_check_every
+        self.ema_warmup, self.latent_draws = ema_warmup, latent_draws
         self._ema_last: dict[str, int] = {}  # EMA name -> global step of its last update
-        self._ema_started: dict[str, bool] = {}
+        self._ema_updates: dict[str, int] = {}  # EMA name -> updates so far (read once per fit)
         self._loss_watch: Tensor | None = None  # [losses seen, index of the first non-finite one, its value]
         self._watch_base = 0
         self.latent_stats = LatentStats()
@@ -235,6 +243,7 @@ class DiLED(Inference, LightningModule):
             head=self.head,
             head_weight=self.head_weight,
             generator=generator,
+            latent_draws=self.latent_draws,
         )
 
     def _step(self, batch: Batch, stage: Literal["train", "val", "test"], generator=None) -> Tensor:
@@ -292,7 +301,8 @@ class DiLED(Inference, LightningModule):
 
     def _update_ema(self, name: str, ema: AveragedModel | None, source: nn.Module | None, on: bool) -> None:
         """Average ``source`` into ``ema`` every ``ema_every`` optimizer steps (once per step, however
-        many batches are accumulated), with decay ``ema_decay ** steps``; the first update copies."""
+        many batches are accumulated), with decay ``ema_decay ** steps`` (capped while warming up);
+        the first update copies."""
         if ema is None or source is None or self.ema_decay is None:
             return
         step = self.global_step
@@ -302,12 +312,17 @@ class DiLED(Inference, LightningModule):
             return
         if step - last < self.ema_every:
             return
-        if name not in self._ema_started:  # one host sync per fit: was this EMA ever updated?
-            self._ema_started[name] = bool(ema.n_averaged > 0)
-        weight = 1.0 - self.ema_decay ** (step - last) if self._ema_started[name] else 1.0
+        if name not in self._ema_updates:  # one host sync per fit: how often was this EMA updated?
+            self._ema_updates[name] = int(ema.n_averaged)
+        updates = self._ema_updates[name]
+        decay = self.ema_decay
+        if self.ema_warmup:
+            seen = updates * self.ema_every  # optimizer steps this EMA has averaged, about
+            decay = min(decay, (1 + seen) / (10 + seen))
+        weight = 1.0 - decay ** (step - last) if updates else 1.0
         ema_lerp_(_tensors(ema.module), _tensors(source), weight)
         ema.n_averaged += 1
-        self._ema_started[name], self._ema_last[name] = True, step
+        self._ema_updates[name], self._ema_last[name] = updates + 1, step
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         generator = torch.Generator(self.device).manual_seed(batch_idx)  # same t and ε every epoch
@@ -343,7 +358,7 @@ class DiLED(Inference, LightningModule):
 
     def on_train_start(self) -> None:
         self._ema_last = {"ema": self.global_step, "decoder_ema": self.global_step}  # optimizer steps so far
-        self._ema_started.clear()
+        self._ema_updates.clear()
         self._loss_watch = None
         if getattr(self, "_optimizer_changed", False):  # resumed with new optimizer options: use them
             fresh = self.optimizer_factory(self.param_groups())

@@ -8,6 +8,10 @@ x1 = √ᾱ_1 μ + √(1 − ᾱ_1) ε′:
 * diffusion decoder, t ~ U{1 … T}, one shared t:  ``w · L_latent + (2 − w) · L_dec``;
 * plus ``head_weight · L_head`` for an auxiliary head on μ.
 
+With ``latent_draws = K > 1`` the latent ε-MSE of each example is the mean over K draws of (t, ε), the
+first at the decoder's t: the same expected loss, with K× less variance from the draws, for K denoiser
+passes (cheap beside a large decoder).
+
 :func:`objective` computes the per-example ``[B]`` terms, weights them, and reduces them once;
 :class:`Phase` says which terms a training mode uses at this step (autoencoder: decoder only; the
 second stage of two_stage: diffusion only on a frozen encoder). Nothing here is detached: every term
@@ -75,6 +79,27 @@ def combine_terms(terms: dict[str, Tensor], weights: dict[str, Tensor | float]) 
     return total
 
 
+def _latent_mse(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    mu: Tensor,
+    t: Tensor,
+    draws: int,
+    low: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The latent ε-MSE ``[B]``, averaged over ``draws`` draws of (t, ε); the first draw uses ``t``."""
+    if draws < 1:
+        raise ValueError(f"latent_draws must be >= 1 (got {draws})")
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if draws > 1:  # drawn after the first draw's, so that K = 1 is the first draw alone
+        n = (draws - 1) * t.shape[0]
+        t = torch.cat([t, sample_timesteps(schedule, n, mu.device, generator, low=low)])
+        extra = torch.randn((n, *mu.shape[1:]), generator=generator, device=mu.device, dtype=mu.dtype)
+        noise, mu = torch.cat([noise, extra]), mu.repeat(draws, *([1] * (mu.dim() - 1)))
+    return diffusion_mse(eps_model, schedule, mu, t, noise).view(draws, -1).mean(0)
+
+
 def objective(
     mu: Tensor,
     batch: Batch,
@@ -88,6 +113,7 @@ def objective(
     head: AuxHead | Callable[[Tensor, Batch], Tensor] | None = None,
     head_weight: float = 1.0,
     generator: torch.Generator | None = None,
+    latent_draws: int = 1,
 ) -> Objective:
     """The DiLED loss of one batch from the encoder mean ``mu [B, d]``.
 
@@ -103,8 +129,7 @@ def objective(
     terms: dict[str, Tensor] = {}
     weights: dict[str, Tensor | float] = {}
     if phase.diffusion:
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        terms["diffusion"] = diffusion_mse(eps_model, schedule, mu, t, noise)
+        terms["diffusion"] = _latent_mse(eps_model, schedule, mu, t, latent_draws, low, generator)
         weights["diffusion"] = w
     if phase.decoder:
         noise1 = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
