@@ -2,7 +2,8 @@
 #   make demo         train + use a small protein model (the newcomer's first command)
 #   make test         the default test suite, in .venv (all four distributions, editable)
 #   make test-shapes  install shapes: diled-core alone, then core + one plugin each, in a clean .venv-core
-#   make bench        run benchmarks/*.py (quick), logs in benchmarks/results/, then README's Performance
+#   make bench        the speed benchmarks (quick), logs in benchmarks/results/, then README's Performance
+#   make bench-quality  the quality benchmarks (hours: 20 minutes of training per arm), the same way
 #   make clean        build leftovers and .venv-core;  make distclean  also removes .venv
 #
 # The torch pins live here (the pyproject ranges stay loose for users elsewhere).
@@ -33,10 +34,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_PROGRESS_BAR := off
 export PIP_NO_INPUT := 1
 
-.PHONY: help install install-smollm2 test test-shapes demo bench clean distclean
+.PHONY: help install install-smollm2 test test-shapes demo bench bench-quality clean distclean
 
 help:
-	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- the development environment (.venv) -----------------------------------------------------------
 # Stamps live inside the venv, so deleting .venv starts over; a second `make install` does nothing.
@@ -67,19 +68,30 @@ test: install
 demo: install
 	$(PY) -m diled_protein.demo $(DEMO_ARGS)
 
-# Every benchmarks/*.py script (BENCH_ARGS goes to those that take --quick: `make bench BENCH_ARGS=` for
-# the full runs; protein_authors.py needs DILED_AUTHORS_CODE), then the README's Performance section.
+# The speed benchmarks, every benchmarks/*.py but the quality ones (BENCH_ARGS goes to those that take
+# --quick: `make bench BENCH_ARGS=` for the full runs; protein_authors.py needs DILED_AUTHORS_CODE),
+# then the README's Performance section. The quality benchmarks train every arm for 20 minutes or more
+# (image_fashion_mnist about two hours): `make bench-quality`.
 # diffusers is a benchmark-only dependency (generation.py compares its schedulers with diled's samplers).
+QUALITY_BENCH ?= protein_gifford protein_gifford_ceiling text_vader image_fashion_mnist
+
+define RUN_BENCH
+shopt -s nullglob; mkdir -p benchmarks/results; \
+for s in $(1); do \
+  name=$$(basename $$s .py); \
+  flags=; if grep -q -- '"--quick"' $$s; then flags="$(BENCH_ARGS)"; fi; \
+  echo "== $$s $$flags (log: benchmarks/results/$$name.log)"; \
+  $(PY) $$s $$flags 2>&1 | tee benchmarks/results/$$name.log; \
+done; \
+$(PY) benchmarks/readme_performance.py
+endef
+
 bench: install
 	$(PIP) install -q $(BENCH_PINS)
-	@shopt -s nullglob; mkdir -p benchmarks/results; \
-	for s in benchmarks/[!_]*.py; do \
-	  name=$$(basename $$s .py); [ $$name = readme_performance ] && continue; \
-	  flags=; if grep -q -- '"--quick"' $$s; then flags="$(BENCH_ARGS)"; fi; \
-	  echo "== $$s $$flags (log: benchmarks/results/$$name.log)"; \
-	  $(PY) $$s $$flags 2>&1 | tee benchmarks/results/$$name.log; \
-	done; \
-	$(PY) benchmarks/readme_performance.py
+	@$(call RUN_BENCH,$(filter-out $(addprefix benchmarks/,$(addsuffix .py,$(QUALITY_BENCH) readme_performance)),$(wildcard benchmarks/[!_]*.py)))
+
+bench-quality: install-smollm2
+	@$(call RUN_BENCH,$(addprefix benchmarks/,$(addsuffix .py,$(QUALITY_BENCH))))
 
 # --- install shapes (.venv-core, always rebuilt from scratch) --------------------------------------
 # Non-editable installs from a clean venv prove that each distribution declares what it needs:
