@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_fashion_mnist_benchmark_runs_end_to_end(tmp_path, fashion_mnist, inception_weights):
     out = tmp_path / "results" / "image_fashion_mnist.json"
     args = ["--minutes", "0.1", "--fid-images", "8", "--steps", "2", "--root", str(tmp_path / "runs")]
+    args += ["--fit-args", "--model.latent_draws 2 --model.ema_warmup true"]
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "image_fashion_mnist.py"), *args, "--out", str(out)],
         capture_output=True,
@@ -35,6 +37,9 @@ def test_the_fashion_mnist_benchmark_runs_end_to_end(tmp_path, fashion_mnist, in
         assert r["steps"] >= 1 and math.isfinite(r["generation_fid"]) and r["generation_fid"] > 0
     assert results["arms"]["autoencoder"]["generation_fid"] is None  # nothing to sample from
     assert results["arms"]["two_stage"]["stage_one_steps"] is not None
+    for arm in ("joint", "two_stage", "autoencoder"):  # --fit-args reached every arm's model
+        hparams = torch.load(results["arms"][arm]["checkpoint"], weights_only=True)["hyper_parameters"]
+        assert hparams["latent_draws"] == 2 and hparams["ema_warmup"] is True
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["load_avg_1min_end"] >= 0
     grids = sorted(p.name for p in out.with_suffix("").glob("*.png"))
     assert "joint_reconstructions.png" in grids and "joint_interpolations.png" in grids, grids
