@@ -258,7 +258,19 @@ def main(args: list[str] | None = None) -> int:
         if "Error(s) in loading state_dict" not in str(err):
             raise
         return main_error(CheckpointError(state_dict_mismatch(err)), argv)
+    _close_process_group()
     return 0
+
+
+def _close_process_group() -> None:
+    """After a DDP run: wait for every process, then close the process group before the interpreter
+    exits; left to exit on its own, gloo's threads sometimes abort the process ("terminate called
+    without an active exception", exit code -6) after all its work was done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main_error(err: BaseException, argv: list[str]) -> int:
