@@ -263,13 +263,12 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _close_process_group() -> None:
-    """After a DDP run: wait for every process, then close the process group before the interpreter
-    exits; left to exit on its own, gloo's threads sometimes abort the process ("terminate called
-    without an active exception", exit code -6) after all its work was done."""
+    """After a DDP run, close this process's group before the interpreter exits (no barrier: a process
+    whose command failed never gets here, and the others must not wait for it). Left to exit on its
+    own, gloo sometimes aborted the process ("terminate called without an active exception", -6)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 
