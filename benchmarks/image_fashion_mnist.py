@@ -23,6 +23,12 @@ N = 400 asks for 15 N = 6,000 of them, plus about 2.6 s of pixel-DDIM decoding p
     python benchmarks/image_fashion_mnist.py [--minutes 20] [--fid-images 400] [--arms joint two_stage ...]
         [--fit-args '--model.latent_draws 8 --model.ema_warmup true' --out benchmarks/results/NAME.json]
 
+On a GPU machine without the Inception weights: train and decode there, score here::
+
+    python benchmarks/image_fashion_mnist.py --device cuda --save-images DIR \
+        --fit-args '--trainer.accelerator gpu --trainer.precision bf16-mixed' [...]
+    python benchmarks/image_fashion_mnist.py --score-images DIR --out benchmarks/results/NAME.json
+
 Prints a table, writes ``benchmarks/results/image_fashion_mnist.json`` (machine, load at start and end,
 steps per arm, every figure) and the PNG grids under ``benchmarks/results/image_fashion_mnist/``.
 """
@@ -44,7 +50,7 @@ import yaml
 from lightning.pytorch import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, start_run, table, write_results  # noqa: E402
+from _common import REPO, RESULTS, machine_info, start_run, table, write_results  # noqa: E402
 
 CONFIGS = REPO / "configs" / "image"
 ARMS = {
@@ -173,7 +179,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
 
 def reconstruct(model: Any, x: torch.Tensor, steps: int, inverted: bool) -> torch.Tensor:
     options = {"steps": steps, "from_inverted": inverted} if model.decoder.objective == "diffusion" else {}
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(model.device).manual_seed(0)
     return batched(
         lambda b: model.decode(model.encode({"image": b}), batch={"image": b}, generator=g, **options)[
             "image"
@@ -190,7 +196,7 @@ def interpolate(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int, mode: 
 
     index = [round(alpha * (INTERPOLATION_POINTS - 1)) for alpha in ALPHAS]
     options = {"steps": steps} if model.decoder.objective == "diffusion" else {}
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(model.device).manual_seed(0)
 
     def pairs(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         mu_a, mu_b = model.encode({"image": xa}), model.encode({"image": xb})
@@ -199,7 +205,7 @@ def interpolate(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int, mode: 
         if options:
             decoder = model.sampling_decoder()
             inv = [decoder.invert({"image": x}, mu, steps=steps) for x, mu in ((xa, mu_a), (xb, mu_b))]
-            noise = slerp(inv[0].flatten(1), inv[1].flatten(1), torch.tensor(ALPHAS))
+            noise = slerp(inv[0].flatten(1), inv[1].flatten(1), torch.tensor(ALPHAS, device=xa.device))
             extra["inverted"] = noise.reshape(-1, *xa.shape[1:])
         out = model.decode(path.flatten(0, 1), generator=g, **options, **extra)["image"]
         return out.view(len(xa), len(ALPHAS), *xa.shape[1:])
@@ -207,30 +213,51 @@ def interpolate(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int, mode: 
     return batched(pairs, a, b, size=25)
 
 
-def evaluate(
+@torch.no_grad()
+def decode_arm(ckpt: str, real: dict[str, torch.Tensor], n: int, steps: int, device: str) -> dict[str, Any]:
+    """Every image one trained arm is scored on, decoded on ``device`` and returned on the CPU:
+    reconstructions of the first ``n`` test images (``recon_inverted`` and ``recon_random_noise`` for a
+    diffusion decoder, ``recon_mean`` otherwise), ``n`` generated ``samples`` (not for an autoencoder)
+    and the ``interpolations`` ``[n, len(ALPHAS), C, H, W]`` between test images i and n + i."""
+    from diled_core import DiLED
+
+    model = DiLED.load_from_checkpoint(ckpt, map_location=device).eval()
+    x, t0 = real["test"][:n].to(device), time.time()
+    diffusion = model.decoder.objective == "diffusion"
+    rows = {"inverted": True, "random_noise": False} if diffusion else {"mean": False}
+    images = {f"recon_{name}": reconstruct(model, x, steps, inverted) for name, inverted in rows.items()}
+    if model.training_mode != "autoencoder":
+        g = torch.Generator(model.device).manual_seed(0)
+        z = batched(lambda i: model.sample_latents(len(i), generator=g), torch.arange(n))
+        options = {"steps": steps} if diffusion else {}
+        images["samples"] = batched(lambda zz: model.decode(zz, generator=g, **options)["image"], z)
+    mode = "slerp" if model.training_mode != "autoencoder" else "lerp"
+    images["interpolations"] = interpolate(model, x, real["test"][n : 2 * n].to(device), steps, mode)
+    return {
+        "images": {k: v.float().cpu() for k, v in images.items()},
+        "interpolation_mode": mode,
+        "decode_seconds": round(time.time() - t0, 1),
+        "decode_device": str(device),
+    }
+
+
+def score_arm(
     arm: str,
-    ckpt: str,
+    decoded: dict[str, Any],
     real: dict[str, torch.Tensor],
     feats: dict[str, torch.Tensor],
     extractor: Any,
     n: int,
-    steps: int,
     grids: Path,
 ) -> dict[str, Any]:
-    """Every figure of one trained arm (see the module docstring); grids saved as ``<arm>_*.png``."""
-    from diled_core import DiLED
-
-    model = DiLED.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    x, out, t0 = real["test"][:n], {}, time.time()
-    diffusion = model.decoder.objective == "diffusion"
-    rows = {"inverted": True, "random_noise": False} if diffusion else {"mean": False}
-    recon = {}
-    for name, inverted in rows.items():
-        recon[name] = reconstruct(model, x, steps, inverted)
-        out[f"recon_{name}"] = {
-            **pixel_figures(x, recon[name]),
-            "rfid": round(fid(feats["test"], batched(extractor, recon[name])), 3),
-        }
+    """Every figure of one arm's decoded images (see the module docstring); grids saved as ``<arm>_*.png``."""
+    images, t0 = decoded["images"], time.time()
+    x = real["test"][:n]
+    recon = {k.removeprefix("recon_"): v for k, v in images.items() if k.startswith("recon_")}
+    out: dict[str, Any] = {}
+    for name, r in recon.items():
+        rfid = round(fid(feats["test"], batched(extractor, r)), 3)
+        out[f"recon_{name}"] = {**pixel_figures(x, r), "rfid": rfid}
     save_grid(
         torch.cat(
             [
@@ -241,28 +268,22 @@ def evaluate(
         grids / f"{arm}_reconstructions.png",
         min(8, n),  # rows of inputs above rows of their reconstructions
     )
-    if model.training_mode != "autoencoder":
-        g = torch.Generator().manual_seed(0)
-        z = batched(lambda i: model.sample_latents(len(i), generator=g), torch.arange(n))
-        gen = batched(
-            lambda zz: model.decode(zz, generator=g, **({"steps": steps} if diffusion else {}))["image"], z
-        )
-        out["generation_fid"] = round(fid(feats["train"], batched(extractor, gen)), 3)
-        save_grid(gen[:64], grids / f"{arm}_samples.png", 8)
-    else:
-        out["generation_fid"] = None  # an autoencoder has no latent diffusion: nothing to sample
-    a, b = real["test"][:n], real["test"][n : 2 * n]
-    mode = "slerp" if model.training_mode != "autoencoder" else "lerp"
-    points = interpolate(model, a, b, steps, mode)
+    out["generation_fid"] = None  # an autoencoder has no latent diffusion: nothing to sample
+    if "samples" in images:
+        out["generation_fid"] = round(fid(feats["train"], batched(extractor, images["samples"])), 3)
+        save_grid(images["samples"][:64], grids / f"{arm}_samples.png", 8)
+    points = images["interpolations"]
     for k, alpha in enumerate(ALPHAS):
         out[f"interp_fid_a{alpha}"] = round(fid(feats["train"], batched(extractor, points[:, k])), 3)
-    out["interpolation_mode"] = mode
+    out["interpolation_mode"] = decoded["interpolation_mode"]
+    a, b = real["test"][:n], real["test"][n : 2 * n]
     save_grid(
         torch.cat([torch.stack([a[i], *points[i], b[i]]) for i in range(min(8, n))]),
         grids / f"{arm}_interpolations.png",
         len(ALPHAS) + 2,
     )
-    out["eval_seconds"] = round(time.time() - t0, 1)
+    out["decode_seconds"], out["decode_device"] = decoded["decode_seconds"], decoded["decode_device"]
+    out["score_seconds"] = round(time.time() - t0, 1)
     return out
 
 
@@ -305,6 +326,20 @@ def main() -> None:
         help="more `diled fit` arguments for every arm, e.g. '--model.latent_draws 8' (recorded in the JSON; "
         "give such a run its own --out)",
     )
+    parser.add_argument("--device", default="cpu", help="where the trained arms decode (cuda on a GPU)")
+    parser.add_argument(
+        "--save-images",
+        type=Path,
+        metavar="DIR",
+        help="train and decode only: write each arm's decoded images to DIR/decoded_<arm>.pt, no Inception "
+        "(for a machine without its weights); score them later with --score-images DIR",
+    )
+    parser.add_argument(
+        "--score-images",
+        type=Path,
+        metavar="DIR",
+        help="no training: score the images a --save-images run wrote to DIR (its arms, N and settings)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -312,26 +347,41 @@ def main() -> None:
         help="results JSON (grids beside it)",
     )
     args = parser.parse_args()
+    if args.save_images and args.score_images:
+        parser.error("--save-images and --score-images are the two halves of one run: give one of them")
+    decoded = load_decoded(args) if args.score_images else None
+    run = start_run(args)  # after load_decoded: the JSON's args are those of the run that trained
+    n = args.fid_images
+    real = real_images(n)
+    if decoded is None:
+        print(
+            f"benchmark: {len(args.arms)} arm(s) × {args.minutes} min, N = {n}: about "
+            f"{estimate_seconds(args.arms, args.minutes, n) / 3600:.2f} h on 2 CPU cores",
+            flush=True,
+        )
+        args.root.mkdir(parents=True, exist_ok=True)
+        decoded = {}
+        for arm in args.arms:
+            row = train(arm, args.minutes, args.root, args.stage_one_share, args.fit_args)
+            decoded[arm] = {"row": row, **decode_arm(row["checkpoint"], real, n, args.steps, args.device)}
+            if args.save_images:
+                args.save_images.mkdir(parents=True, exist_ok=True)
+                record = {"args": run["args"], "machine": machine_info(), "arm": arm, **decoded[arm]}
+                torch.save(record, args.save_images / f"decoded_{arm}.pt")
+                print(json.dumps({"arm": arm, **row, "decode_seconds": decoded[arm]["decode_seconds"]}))
+        if args.save_images:
+            print(f"wrote the decoded images of {', '.join(decoded)} to {args.save_images}")
+            return
     from diled_image import InceptionFeatures
 
-    n, run = args.fid_images, start_run(args)
-    print(
-        f"benchmark: {len(args.arms)} arm(s) × {args.minutes} min, N = {n}: about "
-        f"{estimate_seconds(args.arms, args.minutes, n) / 3600:.2f} h on 2 CPU cores",
-        flush=True,
-    )
-    args.root.mkdir(parents=True, exist_ok=True)
     grids = args.out.with_suffix("")
     extractor = InceptionFeatures()
-    real = real_images(n)
     feats = {"test": batched(extractor, real["test"][:n]), "train": batched(extractor, real["train"])}
     real_fid = round(fid(feats["test"], feats["train"]), 3)
     rows: dict[str, dict[str, Any]] = {}
-    for arm in args.arms:
-        row = train(arm, args.minutes, args.root, args.stage_one_share, args.fit_args)
-        row.update(evaluate(arm, row["checkpoint"], real, feats, extractor, n, args.steps, grids))
-        rows[arm] = row
-        print(json.dumps({"arm": arm, **row}), flush=True)
+    for arm, record in decoded.items():
+        rows[arm] = {**record["row"], **score_arm(arm, record, real, feats, extractor, n, grids)}
+        print(json.dumps({"arm": arm, **rows[arm]}), flush=True)
     head, *body = table_rows(rows, real_fid, n)
     print(f"\nFID-{n}: every FID uses N = {n} images per side\n" + table(head, body))
     result = {
@@ -345,7 +395,26 @@ def main() -> None:
         "grids": str(grids.relative_to(REPO)) if grids.is_relative_to(REPO) else str(grids),
         "table": [head, *body],
     }
+    if args.score_images:
+        result["trained_and_decoded_on"] = next(iter(decoded.values()))["machine"]
     write_results("image_fashion_mnist", run, result, args.out)
+
+
+def load_decoded(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The records a ``--save-images`` run wrote to ``args.score_images``; ``args`` takes that run's
+    arms, N, steps and training settings (so the JSON says what was trained)."""
+    paths = sorted(args.score_images.glob("decoded_*.pt"))
+    if not paths:
+        raise SystemExit(
+            f"error: no decoded_<arm>.pt in {args.score_images}: write them with --save-images first"
+        )
+    records = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    records.sort(key=lambda r: list(ARMS).index(r["arm"]))
+    saved = records[0]["args"]
+    for key in ("minutes", "fid_images", "steps", "stage_one_share", "fit_args", "device"):
+        setattr(args, key, saved[key])
+    args.arms = [r["arm"] for r in records]
+    return {r["arm"]: r for r in records}
 
 
 if __name__ == "__main__":

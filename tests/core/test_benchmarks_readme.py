@@ -40,6 +40,10 @@ def test_a_quality_benchmark_table_is_rendered_as_printed(tmp_path: Path) -> Non
     results.mkdir()
     table = [["metric", "joint", "held-out real"], ["BLEU", "12.5", ""], ["  perplexity", "40.1", "30.2"]]
     (results / "some_quality.json").write_text(json.dumps({"date": "2026-11-25T20:00", "table": table}))
+    gpu = {"date": "2026-11-26T10:40", "table": table, "machine": {"cpu_model": "EPYC", "cpu_count": 2}}
+    gpu["trained_and_decoded_on"] = {"cpu_model": "Xeon", "cpu_count": 16, "gpu": "NVIDIA H100"}
+    gpu |= {"minutes": 1.5, "args": {"fit_args": "--trainer.precision bf16-mixed"}}
+    (results / "some_quality_gpu.json").write_text(json.dumps(gpu))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Reliability\n")
     subprocess.run(
@@ -47,6 +51,11 @@ def test_a_quality_benchmark_table_is_rendered_as_printed(tmp_path: Path) -> Non
     )
     text = readme.read_text()
     assert "`some_quality` (2026-11-25; not recorded):" in text
+    gpu_label = "trained and decoded on NVIDIA H100, scored on EPYC ×2; 1.5 min per arm"
+    assert (
+        f"`some_quality_gpu` (2026-11-26; {gpu_label}; `--fit-args '--trainer.precision bf16-mixed'`):"
+        in text
+    )
     assert (
         "| metric | joint | held-out real |\n|---|---|---|\n| BLEU | 12.5 |  |\n| perplexity | 40.1 | 30.2 |"
         in text

@@ -43,3 +43,53 @@ def test_the_fashion_mnist_benchmark_runs_end_to_end(tmp_path, fashion_mnist, in
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["load_avg_1min_end"] >= 0
     grids = sorted(p.name for p in out.with_suffix("").glob("*.png"))
     assert "joint_reconstructions.png" in grids and "joint_interpolations.png" in grids, grids
+
+
+@pytest.mark.slow
+def test_the_benchmark_decodes_on_one_machine_and_scores_on_another(
+    tmp_path, fashion_mnist, inception_weights
+):
+    """``--save-images`` trains and decodes without Inception (a GPU machine without its weights);
+    ``--score-images`` scores those images later and records where they were trained and decoded."""
+    bench, decoded, out = (
+        REPO / "benchmarks" / "image_fashion_mnist.py",
+        tmp_path / "decoded",
+        tmp_path / "r.json",
+    )
+    args = ["--arms", "joint", "--minutes", "0.05", "--fid-images", "8", "--steps", "2"]
+    args += ["--root", str(tmp_path / "runs"), "--fit-args", "--model.latent_draws 2", "--out", str(out)]
+    run = [sys.executable, str(bench)]
+    done = subprocess.run(
+        [*run, *args, "--save-images", str(decoded)], capture_output=True, text=True, timeout=3000
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not out.exists() and "FID" not in done.stdout  # nothing scored on this side
+    record = torch.load(decoded / "decoded_joint.pt", weights_only=False)
+    images = record["images"]
+    assert images["recon_inverted"].shape == (8, 1, 28, 28) and images["interpolations"].shape == (
+        8,
+        2,
+        1,
+        28,
+        28,
+    )
+    assert record["row"]["steps"] >= 1 and record["decode_device"] == "cpu"
+
+    done = subprocess.run(
+        [*run, "--score-images", str(decoded), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [r[0] for r in results["table"][1:]] == ["joint", "held-out real test vs train"]
+    assert results["minutes"] == 0.05 and results["args"]["fit_args"] == "--model.latent_draws 2"
+    assert results["arms"]["joint"]["steps"] == record["row"]["steps"]
+    assert math.isfinite(results["arms"]["joint"]["generation_fid"])
+    assert results["trained_and_decoded_on"]["cpu_count"] >= 1
+
+    empty = subprocess.run(
+        [*run, "--score-images", str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert empty.returncode != 0 and "no decoded_<arm>.pt" in empty.stderr and "Traceback" not in empty.stderr
