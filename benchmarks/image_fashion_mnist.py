@@ -349,6 +349,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.save_images and args.score_images:
         parser.error("--save-images and --score-images are the two halves of one run: give one of them")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA GPU here (use --device cpu)")
     decoded = load_decoded(args) if args.score_images else None
     run = start_run(args)  # after load_decoded: the JSON's args are those of the run that trained
     n = args.fid_images
