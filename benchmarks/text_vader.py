@@ -18,6 +18,11 @@ generate). Then each is evaluated through ``diled predict`` on the same held-out
     python benchmarks/text_vader.py --config configs/text/smollm2.yaml --arms joint \
         --fit-args '--trainer.precision bf16-mixed --data.init_args.batch_size 128'   # on a GPU
 
+On a machine without the reference LM's weights (a lent GPU), train and predict there with
+``--reference-lm null --save-predictions DIR``, then score the perplexities where the weights are:
+
+    python benchmarks/text_vader.py --score-ppl DIR --out benchmarks/results/NAME.json
+
 Prints a table and writes ``benchmarks/results/text_vader.json`` (with the machine, the load at start
 and end, and the steps each arm trained).
 """
@@ -25,8 +30,10 @@ and end, and the steps each arm trained).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -97,7 +104,8 @@ def fit(arm: str, args: argparse.Namespace, stage_one: int) -> tuple[Path, float
 
 
 def evaluate(arm: str, ckpt: Path, args: argparse.Namespace) -> dict:
-    """``diled predict`` reconstruct, generate (not for the autoencoder) and transfer: metrics.json."""
+    """``diled predict`` of ``args.tasks`` (reconstruct, generate: not for the autoencoder, transfer):
+    metrics.json; with ``--save-predictions`` the files each task wrote and the run's config, copied."""
     out = ckpt.parents[1] / "predictions"
     common = [
         "--config",
@@ -121,8 +129,62 @@ def evaluate(arm: str, ckpt: Path, args: argparse.Namespace) -> dict:
     if arm == "autoencoder":
         del tasks["generate"]  # no latent diffusion to sample from
     for task, extra in tasks.items():
-        diled("predict", *common, "--prediction.task", task, *extra)
+        if task in args.tasks:
+            diled("predict", *common, "--prediction.task", task, *extra)
+    if args.save_predictions:
+        keep = args.save_predictions / arm
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in [ckpt.parents[1] / "config.yaml", *out.glob("*.t[sx][vt]"), out / "metrics.json"]:
+            shutil.copy(path, keep / path.name)
     return json.loads((out / "metrics.json").read_text())
+
+
+def generated(folder: Path) -> list[str]:
+    """The sentences of a ``generate`` run's ``samples.txt`` (one per line, empty ones kept)."""
+    return (folder / "samples.txt").read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def transferred(folder: Path) -> list[str]:
+    """The transferred sentences of a ``transfer`` run's ``transfers.tsv``."""
+    with (folder / "transfers.tsv").open(encoding="utf-8", newline="") as f:
+        return [row["output"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+
+def score_ppl(args: argparse.Namespace) -> dict:
+    """The results a ``--reference-lm null --save-predictions DIR`` run wrote, with the reference LM's
+    perplexity of each arm's generated (``samples.txt``) and transferred (``transfers.tsv``) sentences
+    and of the held-out real ones (rebuilt from the arm's config) filled in, as ``diled predict`` would."""
+    from _common import build
+    from diled_text.reference_lm import load_reference_lm, perplexity
+
+    results = json.loads((args.score_ppl / "results.json").read_text())
+    lm = load_reference_lm(args.reference_lm)
+    if lm is None:
+        raise SystemExit(
+            f"text_vader: --score-ppl needs a reference LM (got --reference-lm {args.reference_lm})"
+        )
+    key, real_key, samples = f"ref_ppl_{lm.name}", f"real_ref_ppl_{lm.name}", results["args"]["samples"]
+    for arm, entry in results["arms"].items():
+        folder = args.score_ppl / arm
+        where = (
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "1",
+            "--data.init_args.path",
+            str(args.data),
+        )
+        _, dm, _ = build(folder / "config.yaml", *where)  # the other machine's device and data folder
+        dm.setup("predict")
+        for task, sentences in (("generate", generated), ("transfer", transferred)):
+            if task in entry["metrics"]:
+                nll, tokens = lm.score(sentences(folder))
+                entry["metrics"][task].update(perplexity(key, float(nll.sum()), float(tokens.sum())))
+        if "generate" in entry["metrics"]:
+            nll, tokens = lm.score(dm.held_out("test", samples).texts)
+            entry["metrics"]["generate"].update(perplexity(real_key, float(nll.sum()), float(tokens.sum())))
+    results["ppl_scored_on"] = machine_info()
+    return results
 
 
 def steps_of(ckpt: Path) -> int:
@@ -183,8 +245,33 @@ def main(argv: list[str] | None = None) -> int:
         help="more `diled fit` arguments for every arm, e.g. on a GPU: "
         "'--trainer.precision bf16-mixed --data.init_args.batch_size 128'",
     )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=("reconstruct", "generate", "transfer"),
+        default=["reconstruct", "generate", "transfer"],
+        help="the predict tasks each arm is evaluated on",
+    )
+    parser.add_argument(
+        "--save-predictions",
+        type=Path,
+        default=None,
+        help="also copy each arm's prediction files and config to DIR/<arm>/ and the results to "
+        "DIR/results.json (for --score-ppl on another machine)",
+    )
+    parser.add_argument(
+        "--score-ppl",
+        type=Path,
+        default=None,
+        help="no training: add the reference LM's perplexities to the results a --save-predictions DIR "
+        "run wrote (made with --reference-lm null), and print and write them to --out",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "text_vader.json")
     args = parser.parse_args(argv)
+    if args.save_predictions and args.score_ppl:
+        parser.error("--save-predictions and --score-ppl are the two halves of one run: give one of them")
+    if args.score_ppl and not (args.score_ppl / "results.json").is_file():
+        parser.error(f"--score-ppl: no results.json in {args.score_ppl}: write it with --save-predictions")
     if not any(args.data.glob("*_GroundTruth.txt")):
         print(
             f"text_vader: no VADER *_GroundTruth.txt files in {args.data}; pass --data DIR", file=sys.stderr
@@ -193,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     from diled_text.reference_lm import reference_lm_name
 
     lm = reference_lm_name(None if args.reference_lm == "null" else args.reference_lm) or "off"
+    if args.score_ppl:
+        finish(score_ppl(args), lm, args)
+        return 0
     run = start_run(args)
     results: dict = {"date": run["date"], "args": run["args"], "arms": {}}
     stage_one = args.stage_one_steps or 1000
@@ -210,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()  # as benchmarks/_common.write_results records it, to --out
     machine.update(load_avg_1min_start=run["load_avg_1min_start"], load_avg_1min_end=load_avg())
     results["machine"] = machine
+    finish(results, lm, args)
+    return 0
+
+
+def finish(results: dict, lm: str, args: argparse.Namespace) -> None:
+    """Print the table and write the results (and to --save-predictions DIR/results.json)."""
     rows = table(results, lm)
     results["table"] = rows
     print()
@@ -221,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         "\ngenerate; a perplexity of empty outputs)."
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=str, allow_nan=False))
+    text = json.dumps(results, indent=2, default=str, allow_nan=False)
+    args.out.write_text(text)
+    if args.save_predictions:
+        (args.save_predictions / "results.json").write_text(text)
     print(f"\ntext_vader: wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

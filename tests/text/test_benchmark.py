@@ -45,3 +45,41 @@ def test_the_vader_benchmark_runs_end_to_end(tmp_path, tiny_reference_lm):
     machine = results["machine"]
     assert machine["cpu_count"] >= 1 and machine["torch"] and machine["cpu_model"]
     assert machine["load_avg_1min_start"] >= 0 and machine["load_avg_1min_end"] >= 0
+
+
+@pytest.mark.slow
+def test_perplexities_scored_on_another_machine_equal_those_of_one_run(tmp_path, tiny_reference_lm):
+    """``--reference-lm null --save-predictions`` (a GPU machine without the reference LM's weights),
+    then ``--score-ppl``: the same perplexities as one run that had the reference LM."""
+    data = tmp_path / "vader"
+    data.mkdir()
+    rows = "".join(f"{i}\t{1.5 if r.label else -1.5}\t{r.text}\n" for i, r in enumerate(tiny_corpus(120)))
+    (data / "tiny_GroundTruth.txt").write_text(rows)
+    saved = tmp_path / "saved"
+    run = [sys.executable, str(REPO / "benchmarks" / "text_vader.py"), "--data", str(data)]
+    common = ["--arms", "joint", "--tasks", "generate", "transfer", "--max-steps", "2", "--samples", "8"]
+    common += ["--examples", "8", "--root", str(tmp_path / "runs")]
+
+    def bench(*args: str) -> dict:
+        done = subprocess.run([*run, *args], capture_output=True, text=True, timeout=3000)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(Path(args[args.index("--out") + 1]).read_text())
+
+    split = bench(
+        *common, "--reference-lm", "null", "--save-predictions", str(saved), "--out", str(tmp_path / "a.json")
+    )
+    assert "reconstruct" not in split["arms"]["joint"]["metrics"]
+    assert not any("ppl" in k for k in split["arms"]["joint"]["metrics"]["generate"])
+    scored = bench(
+        "--score-ppl", str(saved), "--reference-lm", tiny_reference_lm, "--out", str(tmp_path / "b.json")
+    )
+    direct = bench(*common, "--reference-lm", tiny_reference_lm, "--out", str(tmp_path / "c.json"))
+    for task in ("generate", "transfer"):
+        got, want = scored["arms"]["joint"]["metrics"][task], direct["arms"]["joint"]["metrics"][task]
+        keys = [k for k in want if "ppl" in k]
+        assert len(keys) == (4 if task == "generate" else 2)  # ppl and tokens (and the real ones)
+        assert {k: got[k] for k in keys} == pytest.approx({k: want[k] for k in keys}, rel=1e-9)
+    assert scored["ppl_scored_on"]["cpu_count"] >= 1
+
+    empty = subprocess.run([*run, "--score-ppl", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert empty.returncode != 0 and "no results.json" in empty.stderr and "Traceback" not in empty.stderr

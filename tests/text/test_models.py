@@ -53,8 +53,9 @@ def test_each_optimus_path_conditions_on_its_own(batch, make_decoder):
         )
 
 
-def test_the_loss_is_the_mean_cross_entropy_over_real_target_tokens(batch, make_decoder):
-    decoder = make_decoder().eval()
+@pytest.mark.parametrize("injection", ["optimus", "prefix"])
+def test_the_loss_is_the_mean_cross_entropy_over_real_target_tokens(batch, make_decoder, injection):
+    decoder = make_decoder(injection=injection, prefix_slots=2).eval()
     z = torch.randn(4, LATENT)
     nll = decoder.loss(z, batch, t=torch.ones(4, dtype=torch.long))["nll"]
     for i in range(4):  # one row alone, without padding: the mean over its tokens after BOS

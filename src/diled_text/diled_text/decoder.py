@@ -186,7 +186,8 @@ class CausalLMDecoder(Decoder):
 
             cache = DynamicCache()
         out = self.lm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, **{self._cache_arg: cache})
-        return out.logits[:, -n:], cache
+        logits = out.logits  # a prefix's positions dropped; a full-length slice would still cost a copy
+        return (logits if logits.shape[1] == n else logits[:, -n:]), cache
 
     # --- the contract --------------------------------------------------------------------------------
     def loss(
@@ -195,9 +196,10 @@ class CausalLMDecoder(Decoder):
         """``{"nll": [B]}``: token cross-entropy per real target token of each row (``t`` is unused)."""
         ids, mask = target_tokens(batch)
         logits, _ = self.logits(z, ids[:, :-1], mask[:, :-1])
-        target, weight = ids[:, 1:], mask[:, 1:].to(logits.dtype)
-        ce = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")
-        return {"nll": (ce * weight).sum(1) / weight.sum(1).clamp(min=1.0)}
+        target, weight = ids[:, 1:], mask[:, 1:].float()
+        # over [B·L, V] rows: log-softmax along the contiguous vocabulary axis (as [B, V, L] it ran strided)
+        ce = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), reduction="none")
+        return {"nll": (ce.view_as(weight) * weight).sum(1) / weight.sum(1).clamp(min=1.0)}
 
     @torch.no_grad()
     def decode(

@@ -141,7 +141,8 @@ class ReferenceLM(nn.Module):
             ids[j, : len(r)], mask[j, : len(r)] = torch.tensor(r), 1
         ids, mask = ids.to(device), mask.to(device)
         logits = self.lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        ce = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        target = ids[:, 1:]  # rows of [N·L, V]: log-softmax along the contiguous vocabulary axis
+        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
         weight = mask[:, 1:].to(ce.dtype)
         return (ce * weight).sum(1).double().cpu(), weight.sum(1).double().cpu()
 
