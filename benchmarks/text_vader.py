@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         entry["metrics"] = evaluate(arm, ckpt, args)
         results["arms"][arm] = entry
         print(f"text_vader: {arm}: {steps} steps in {seconds:.0f} s", flush=True)
+        write(results, args)  # so far: a run cut short keeps the arms it finished
     machine = machine_info()  # as benchmarks/_common.write_results records it, to --out
     machine.update(load_avg_1min_start=run["load_avg_1min_start"], load_avg_1min_end=load_avg())
     results["machine"] = machine
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finish(results: dict, lm: str, args: argparse.Namespace) -> None:
-    """Print the table and write the results (and to --save-predictions DIR/results.json)."""
+    """Print the table and write the results."""
     rows = table(results, lm)
     results["table"] = rows
     print()
@@ -316,12 +317,16 @@ def finish(results: dict, lm: str, args: argparse.Namespace) -> None:
         "\ntest sentences, the ceiling of transfer accuracy). n/a: not measured (the autoencoder cannot"
         "\ngenerate; a perplexity of empty outputs)."
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=2, default=str, allow_nan=False)
-    args.out.write_text(text)
-    if args.save_predictions:
-        (args.save_predictions / "results.json").write_text(text)
+    write(results, args)
     print(f"\ntext_vader: wrote {args.out}")
+
+
+def write(results: dict, args: argparse.Namespace) -> None:
+    """The results to ``--out`` (and to ``--save-predictions`` DIR/results.json)."""
+    text = json.dumps(results, indent=2, default=str, allow_nan=False)
+    for path in [args.out] + ([args.save_predictions / "results.json"] if args.save_predictions else []):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 if __name__ == "__main__":
