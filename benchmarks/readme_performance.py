@@ -175,16 +175,19 @@ def run_label(r: dict) -> tuple[str, str]:
 
 def quality(stem: str, r: dict) -> list[str]:
     """A quality benchmark's own table (``table``: a header row, then rows of cells) as markdown; a run
-    whose arms were trained and decoded elsewhere (``trained_and_decoded_on``, e.g. a lent GPU) says so, and
-    the label names the minutes per arm and the extra ``fit_args`` where the run had them."""
+    whose arms were trained and decoded elsewhere (``trained_and_decoded_on``, e.g. a lent GPU) or whose
+    perplexities were scored elsewhere (``ppl_scored_on``) says so, and the label names the minutes per arm
+    and the extra ``fit_args`` where the run had them."""
     date, machine = run_label(r)
     if elsewhere := r.get("trained_and_decoded_on"):
         where = (
             elsewhere.get("gpu") or f"{elsewhere.get('cpu_model', '?')} ×{elsewhere.get('cpu_count', '?')}"
         )
         machine = f"trained and decoded on {where}, scored on {machine}"
-    if r.get("minutes"):
-        machine += f"; {r['minutes']:g} min per arm"
+    if scored := r.get("ppl_scored_on"):
+        machine += f"; reference-LM perplexity scored on {scored.get('cpu_model', '?')} ×{scored.get('cpu_count', '?')}"
+    if minutes := r.get("minutes") or (r.get("args") or {}).get("minutes"):
+        machine += f"; {minutes:g} min per arm"
     if fit_args := (r.get("args") or {}).get("fit_args"):
         machine += f"; `--fit-args '{fit_args}'`"
     head, *body = r["table"]

@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -157,6 +158,7 @@ def score_ppl(args: argparse.Namespace) -> dict:
     from _common import build
     from diled_text.reference_lm import load_reference_lm, perplexity
 
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # it prints the whole config
     results = json.loads((args.score_ppl / "results.json").read_text())
     lm = load_reference_lm(args.reference_lm)
     if lm is None:
@@ -166,15 +168,16 @@ def score_ppl(args: argparse.Namespace) -> dict:
     key, real_key, samples = f"ref_ppl_{lm.name}", f"real_ref_ppl_{lm.name}", results["args"]["samples"]
     for arm, entry in results["arms"].items():
         folder = args.score_ppl / arm
-        where = (
+        # not the other machine's device, data folder and tokenizer path (filled from the data again)
+        here = [
             "--trainer.accelerator",
             "cpu",
             "--trainer.devices",
             "1",
             "--data.init_args.path",
             str(args.data),
-        )
-        _, dm, _ = build(folder / "config.yaml", *where)  # the other machine's device and data folder
+        ]
+        _, dm, _ = build(folder / "config.yaml", *here, "--model.decoder.init_args.tokenizer", "null")
         dm.setup("predict")
         for task, sentences in (("generate", generated), ("transfer", transferred)):
             if task in entry["metrics"]:
@@ -183,7 +186,7 @@ def score_ppl(args: argparse.Namespace) -> dict:
         if "generate" in entry["metrics"]:
             nll, tokens = lm.score(dm.held_out("test", samples).texts)
             entry["metrics"]["generate"].update(perplexity(real_key, float(nll.sum()), float(tokens.sum())))
-    results["ppl_scored_on"] = machine_info()
+    results["ppl_scored_on"] = {**machine_info(), "load_avg_1min_end": load_avg()}
     return results
 
 

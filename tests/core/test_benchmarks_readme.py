@@ -44,6 +44,10 @@ def test_a_quality_benchmark_table_is_rendered_as_printed(tmp_path: Path) -> Non
     gpu["trained_and_decoded_on"] = {"cpu_model": "Xeon", "cpu_count": 16, "gpu": "NVIDIA H100"}
     gpu |= {"minutes": 1.5, "args": {"fit_args": "--trainer.precision bf16-mixed"}}
     (results / "some_quality_gpu.json").write_text(json.dumps(gpu))
+    text_gpu = {"date": "2026-11-26T13:30", "table": table, "args": {"minutes": 1.75}}
+    text_gpu |= {"machine": {"cpu_model": "Xeon", "cpu_count": 16, "gpu": "NVIDIA H100"}}
+    text_gpu["ppl_scored_on"] = {"cpu_model": "EPYC", "cpu_count": 2}
+    (results / "text_quality_gpu.json").write_text(json.dumps(text_gpu))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Reliability\n")
     subprocess.run(
@@ -56,6 +60,8 @@ def test_a_quality_benchmark_table_is_rendered_as_printed(tmp_path: Path) -> Non
         f"`some_quality_gpu` (2026-11-26; {gpu_label}; `--fit-args '--trainer.precision bf16-mixed'`):"
         in text
     )
+    text_label = "Xeon ×16, NVIDIA H100; reference-LM perplexity scored on EPYC ×2; 1.75 min per arm"
+    assert f"`text_quality_gpu` (2026-11-26; {text_label}):" in text
     assert (
         "| metric | joint | held-out real |\n|---|---|---|\n| BLEU | 12.5 |  |\n| perplexity | 40.1 | 30.2 |"
         in text
