@@ -121,6 +121,27 @@ def test_latent_health_logged_every_epoch(trained) -> None:
     assert len(active) >= 3 and active[-1] == 4  # one value per epoch; all 4 dims in use
 
 
+def test_validation_logs_how_much_the_decoder_uses_the_latent(trained) -> None:
+    untrained, model, dm, root = trained
+    (events,) = root.glob("lightning_logs/version_*/events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    gains = [e.value for e in acc.Scalars("val/latent_gain/nll")]
+    batch = next(iter(dm.val_dataloader()))
+    before = untrained.eval().latent_gain(batch)["nll"].mean().item()
+    assert len(gains) >= 3 and gains[-1] > 5 * abs(before)  # one per validation; training made z matter
+    model.eval()
+    (name, gain), *more = model.latent_gain(batch, seed=3).items()
+    assert name == "nll" and not more and gain.shape == (batch["x"].shape[0],)
+    mu = model.encode(batch)
+    own, other = model.decoder_losses(mu, batch)["nll"], model.decoder_losses(mu.roll(1, 0), batch)["nll"]
+    torch.testing.assert_close(gain, other - own)
+    assert model.latent_gain({"x": batch["x"][:1]}) == {}
+    blind = make_model()  # a decoder whose first layer ignores z: no gain at all
+    torch.nn.init.zeros_(blind.decoder.net[0].weight)
+    assert torch.equal(blind.eval().latent_gain(batch)["nll"], torch.zeros(batch["x"].shape[0]))
+
+
 def test_load_from_checkpoint_rebuilds_without_objects(trained, tmp_path: Path) -> None:
     """A module built in Python keeps its objects out of the checkpoint: pass them again to load."""
     _, model, _, _ = trained

@@ -82,6 +82,21 @@ class Inference:
         t = torch.ones(mu.shape[0], dtype=torch.long, device=mu.device)
         return self.sampling_decoder().loss(mu, self._batch(batch), t=t, generator=generator)
 
+    @torch.no_grad()
+    def latent_gain(self, batch: Batch, seed: int = 0) -> dict[str, Tensor]:
+        """How much the decoder uses the latent: each decoder term ``[B]`` of decoding the batch from
+        the next example's μ (μ rolled by one) minus that of decoding it from its own. About 0 when the
+        decoder ignores z (a collapsed latent); for a token NLL, the nats per token z is worth. Both
+        passes share the decoder's randomness (``seed``); ``{}`` for a batch of one."""
+        mu = self.encode(batch)
+        if mu.shape[0] < 2:
+            return {}
+        losses = [
+            self.decoder_losses(z, batch, generator=torch.Generator(self.device).manual_seed(seed))
+            for z in (mu, mu.roll(1, 0))
+        ]
+        return {name: losses[1][name].float() - own.float() for name, own in losses[0].items()}
+
     def reconstruct(self, batch: Batch, **options: Any) -> Batch:
         """Decode the encoder mean: a deterministic reconstruction."""
         return self.decode(self.encode(batch), batch=batch, **options)

@@ -327,6 +327,11 @@ class DiLED(Inference, LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         generator = torch.Generator(self.device).manual_seed(batch_idx)  # same t and ε every epoch
         self._step(batch, "val", generator)
+        gain = self.latent_gain(batch, seed=batch_idx)
+        bs = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
+        self.log_dict(
+            {f"val/latent_gain/{k}": v.mean() for k, v in gain.items()}, batch_size=bs, sync_dist=True
+        )
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "test", torch.Generator(self.device).manual_seed(batch_idx))
