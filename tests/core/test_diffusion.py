@@ -237,6 +237,30 @@ def test_latent_stats_match_torch_over_the_concatenated_updates():
     assert out["active_units"] == float((allmu.var(dim=0) > 0.01).sum())
 
 
+def test_latent_stats_effective_rank_sees_a_collapse_that_active_units_miss():
+    gen = torch.Generator().manual_seed(0)
+    a, b = _latents()
+    stats = LatentStats()
+    stats.update(a)
+    stats.update(b)
+    cov = torch.cov(torch.cat([a, b]).double().T)
+    p = torch.linalg.eigvalsh(cov).clamp(min=0)
+    p = p / p.sum()
+    want = torch.exp(-(p[p > 0] * p[p > 0].log()).sum()).item()
+    assert stats.compute()["effective_rank"] == pytest.approx(want, rel=1e-4)
+    line = torch.randn(500, 1, generator=gen) * torch.randn(1, 8, generator=gen) + 3.0  # μ on one line
+    line = (line - line.mean(0)) / line.std(0)  # standardised per dimension, as a batch-norm encoder does
+    stats.update(line)
+    out = stats.compute()
+    assert out["active_units"] == 8.0 and out["effective_rank"] == pytest.approx(1.0, abs=1e-3)
+    stats.update(torch.randn(4000, 8, generator=gen))  # isotropic: the rank is nearly d
+    assert stats.compute()["effective_rank"] > 7.9
+    wide = LatentStats()
+    wide.max_rank_dim = 4
+    wide.update(a)
+    assert "effective_rank" not in wide.compute() and wide.compute() == {}
+
+
 def test_latent_stats_threshold_controls_active_units():
     a, b = _latents()
     stats = LatentStats(threshold=1e-4)

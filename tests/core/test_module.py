@@ -110,6 +110,7 @@ def test_latent_health_logged_every_epoch(trained) -> None:
         "latent/std_mean",
         "latent/norm_mean",
         "latent/active_units",
+        "latent/effective_rank",
         "train/decoder/nll",
         "train/diffusion",
         "train/head",
@@ -119,6 +120,8 @@ def test_latent_health_logged_every_epoch(trained) -> None:
         assert tag in tags, tag
     active = [e.value for e in acc.Scalars("latent/active_units")]
     assert len(active) >= 3 and active[-1] == 4  # one value per epoch; all 4 dims in use
+    rank = [e.value for e in acc.Scalars("latent/effective_rank")]
+    assert len(rank) == len(active) and 1.0 < rank[-1] <= 4.0
 
 
 def test_validation_logs_how_much_the_decoder_uses_the_latent(trained) -> None:
