@@ -44,6 +44,14 @@ def protein_authors(r: dict) -> list[Line]:
     ]
 
 
+#: training_cost ablations shown as paired ratios: (group, label, variant, baseline variant)
+ABLATION_LINES = [
+    ("dropout", "joint step, RandDropout / nn.Dropout masks", "rand_dropout", "nn_dropout"),
+    ("dropout_autoencoder", "autoencoder step, RandDropout / nn.Dropout masks", "rand_dropout", "nn_dropout"),
+    ("skip_align", "joint step, SkipMLP skip input aligned to 16 columns / unaligned", "align_16", "align_1"),
+]
+
+
 def training_cost(r: dict) -> list[Line]:
     lines = []
     for name, c in r["configs"].items():
@@ -58,19 +66,19 @@ def training_cost(r: dict) -> list[Line]:
         if name == "paper_gifford":
             share = 100 * c["joint"]["fraction_of_matmul_peak"]
             lines.append((f"joint step's GFLOP/s vs matmul peak, {c['config']}", f"{share:.0f} %"))
-    for group, step in (("dropout", "joint"), ("dropout_autoencoder", "autoencoder")):
+    for group, label, fast, plain in ABLATION_LINES:
         if group in r.get("ablations", {}):
-            fast, plain = (
-                r["ablations"][group][v]["block_medians_ms"] for v in ("rand_dropout", "nn_dropout")
+            ratios = sorted(
+                a / b
+                for a, b in zip(*(r["ablations"][group][v]["block_medians_ms"] for v in (fast, plain)))
             )
-            ratios = sorted(a / b for a, b in zip(fast, plain))
             paired = {
                 "median": statistics.median(ratios),
                 "min": ratios[0],
                 "max": ratios[-1],
                 "n": len(ratios),
             }
-            lines.append((f"{step} step, RandDropout / nn.Dropout masks (paper size)", span(paired)))
+            lines.append((f"{label} (paper size)", span(paired)))
     return lines
 
 

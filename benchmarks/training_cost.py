@@ -13,8 +13,9 @@ autoencoder's), and the achieved GFLOP/s against plain ``torch.mm`` at the denoi
 measured in the same run. Ablations of the speed switches on the paper config, as whole steps and
 alone: Adam for-loop / foreach / fused (and its step alone), EMA off / every step / every 10 steps (and
 the update alone: torch's ``AveragedModel.update_parameters`` vs diled's foreach update), the NaN check
-every step vs every 50, dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint and
-autoencoder steps).
+every step vs every 50, the denoiser's skip input unaligned vs zero-padded to 16 columns (SkipMLP
+``align``), dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint and autoencoder
+steps).
 
     python benchmarks/training_cost.py [--quick] [--repeats 5] [--steps 6] [--skip-ablations]
 
@@ -87,6 +88,10 @@ ABLATIONS = {  # group -> variant -> CLI overrides of the paper config (joint)
     "dropout": {  # the encoder's dropout 0.2: masks from bernoulli_ (nn.Dropout) or torch.rand
         "nn_dropout": ["--model.encoder.init_args.fast_dropout", "false"],
         "rand_dropout": ["--model.encoder.init_args.fast_dropout", "true"],
+    },
+    "skip_align": {  # SkipMLP's skip input 2048 + 30 = 2078 columns, or zero-padded to 2080
+        "align_1": ["--model.denoiser.init_args.align", "1"],
+        "align_16": ["--model.denoiser.init_args.align", "16"],
     },
     "dropout_autoencoder": {  # the same in the autoencoder step, where dropout is a larger share
         "nn_dropout": ["--model.encoder.init_args.fast_dropout", "false", "--model.training", "autoencoder"],

@@ -9,6 +9,7 @@ import torch
 from diled_core.denoiser import RegressionHead, SkipMLP, timestep_embedding
 
 D, WIDTH, DEPTH, TIME_DIM = 5, 16, 4, 8
+SKIP = 32  # WIDTH + D = 21 columns, zero-padded to a multiple of the default align (16)
 
 
 def _perturbed(seed: int = 0) -> SkipMLP:
@@ -91,9 +92,9 @@ def test_skipmlp_every_layer_receives_the_input():
     assert len(net.layers) == DEPTH
     assert net.layers[0].linear.in_features == D
     for layer in net.layers[1:]:
-        assert layer.linear.in_features == WIDTH + D
+        assert layer.linear.in_features == SKIP
         assert layer.linear.out_features == WIDTH
-    assert net.out.in_features == WIDTH + D and net.out.out_features == D
+    assert net.out.in_features == SKIP and net.out.out_features == D
 
 
 def test_skipmlp_skip_concatenates_the_raw_input_into_every_layer():
@@ -108,20 +109,75 @@ def test_skipmlp_skip_concatenates_the_raw_input_into_every_layer():
     assert len(seen) == DEPTH + 1
     assert torch.equal(seen[0], x)
     for inp in seen[1:]:
-        assert inp.shape == (3, WIDTH + D)
-        assert torch.equal(inp[:, WIDTH:], x)  # the last D columns are x itself
+        assert inp.shape == (3, SKIP)
+        assert torch.equal(inp[:, WIDTH : WIDTH + D], x)  # after the hidden state: x itself…
+        assert torch.all(inp[:, WIDTH + D :] == 0)  # …then the zero columns of the alignment
 
 
 def test_skipmlp_depth_one():
     net = SkipMLP(D, width=WIDTH, depth=1, time_dim=TIME_DIM)
-    assert len(net.layers) == 1 and net.out.in_features == WIDTH + D
+    assert len(net.layers) == 1 and net.out.in_features == SKIP
     assert net(torch.randn(2, D), torch.rand(2)).shape == (2, D)
 
 
-@pytest.mark.parametrize("depth, width", [(0, 16), (-1, 16), (2, 0)])
-def test_skipmlp_bad_sizes_raise(depth, width):
+@pytest.mark.parametrize("depth, width, align", [(0, 16, 16), (-1, 16, 16), (2, 0, 16), (2, 16, 0)])
+def test_skipmlp_bad_sizes_raise(depth, width, align):
     with pytest.raises(ValueError, match="depth"):
-        SkipMLP(D, width=width, depth=depth)
+        SkipMLP(D, width=width, depth=depth, align=align)
+
+
+def _aligned_copy(plain: SkipMLP, align: int) -> SkipMLP:
+    """A SkipMLP with ``align`` holding ``plain``'s weights (zero weights for the padded columns)."""
+    net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
+    state = {
+        k: torch.nn.functional.pad(v, (0, net.pad)) if v.shape != net.state_dict()[k].shape else v
+        for k, v in plain.state_dict().items()
+    }
+    net.load_state_dict(state)
+    return net
+
+
+@pytest.mark.parametrize("align", [8, 16, 64])
+def test_skipmlp_alignment_pads_with_zero_weights_and_keeps_the_function(align):
+    plain = _perturbed()
+    assert plain.pad == 11 and SkipMLP(D, WIDTH, DEPTH, TIME_DIM, align=1).pad == 0
+    net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
+    assert all(layer.linear.in_features % align == 0 for layer in net.layers[1:])
+    assert all(torch.all(layer.linear.weight[:, WIDTH + D :] == 0) for layer in net.layers[1:])
+    unpadded = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=1)
+    unpadded.load_state_dict({k: v[:, : WIDTH + D] if v.dim() == 2 and v.shape[1] == SKIP else v
+                              for k, v in plain.state_dict().items()})
+    aligned = _aligned_copy(unpadded, align)
+    x, t = torch.randn(6, D), torch.rand(6)
+    torch.testing.assert_close(aligned(x, t), unpadded(x, t))
+    aligned(x, t).pow(2).sum().backward()
+    unpadded(x, t).pow(2).sum().backward()
+    for (name, a), b in zip(aligned.named_parameters(), unpadded.parameters()):
+        real = tuple(slice(0, n) for n in b.shape)
+        torch.testing.assert_close(a.grad[real], b.grad, msg=name)
+        assert torch.count_nonzero(a.grad) == torch.count_nonzero(a.grad[real]), name  # padding: 0
+
+
+def test_skipmlp_draws_the_same_initial_weights_with_and_without_alignment():
+    torch.manual_seed(0)
+    plain = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=1).state_dict()
+    torch.manual_seed(0)
+    aligned = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM).state_dict()
+    for name, value in plain.items():
+        torch.testing.assert_close(aligned[name][..., : value.shape[-1]], value, rtol=0, atol=0)
+
+
+def test_skipmlp_padded_weights_stay_zero_under_adamw():
+    net = _perturbed()
+    padded = [layer.linear.weight for layer in net.layers[1:]]
+    before = [w.detach().clone() for w in padded]
+    opt = torch.optim.Adam(net.parameters(), lr=0.1, weight_decay=0.5)  # L2 on the gradient too
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, D), torch.rand(4)).pow(2).sum().backward()
+        opt.step()
+    assert all(torch.all(w[:, WIDTH + D :] == 0) for w in padded)
+    assert all(not torch.equal(w[:, : WIDTH + D], b[:, : WIDTH + D]) for w, b in zip(padded, before))
 
 
 def test_skipmlp_gradients_reach_every_layer_once_the_output_is_nonzero():
@@ -201,3 +257,29 @@ def test_regression_head_missing_target_raises_a_helpful_key_error():
     assert "'fitness'" in msg  # what is missing
     assert "property" in msg and "tokens" in msg  # what the batch has
     assert "target" in msg  # how to fix it
+
+
+@pytest.mark.parametrize("prefix", ["denoiser", "ema.module"])
+def test_a_checkpoint_from_before_alignment_gets_an_error_naming_align_1(prefix):
+    """Runs saved before SkipMLP padded its skip input load with ``align 1``; the error says so."""
+    from diled_core.runs import state_dict_mismatch
+    from torch import nn
+
+    def holder(align: int) -> nn.Module:
+        model, inner = nn.Module(), nn.Module()
+        net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
+        if prefix == "denoiser":
+            model.denoiser = net
+        else:
+            model.ema, inner.module = inner, net
+        return model
+
+    with pytest.raises(RuntimeError) as err:
+        holder(16).load_state_dict(holder(1).state_dict())
+    message = state_dict_mismatch(err.value)
+    assert f"{prefix}.layers.1.linear.weight: [{WIDTH}, {WIDTH + D}] in the checkpoint" in message
+    assert "pass --model.denoiser.init_args.align 1" in message
+    holder(1).load_state_dict(holder(1).state_dict())  # and with it the weights load
+    with pytest.raises(RuntimeError) as err:  # a wider model is another config, not an old run
+        SkipMLP(D, width=WIDTH * 2, depth=DEPTH).load_state_dict(SkipMLP(D, WIDTH, DEPTH).state_dict())
+    assert "align" not in state_dict_mismatch(err.value)
