@@ -140,7 +140,7 @@ def test_the_encoder_can_standardise_per_example_or_not_at_all():
     torch.testing.assert_close(mu.norm(dim=1), torch.full((3,), 4.0), atol=1e-3, rtol=0)  # √16
     raw = SemanticEncoder(1, 8, 16, normalize="none", **SMALL)(x)
     assert not torch.allclose(raw.norm(dim=1), torch.full((3,), 4.0), atol=0.1)
-    with pytest.raises(ValueError, match="normalize must be one of batch, example, none"):
+    with pytest.raises(ValueError, match="normalize must be one of batch, whiten, example, none"):
         SemanticEncoder(1, 8, 16, normalize="layer", **SMALL)
 
 

@@ -164,6 +164,22 @@ def test_decoding_options_reach_the_decoder(trained, capsys):
     assert code == 1 and "unknown decoding option(s) ['beams']" in err and "Traceback" not in err
 
 
+def test_a_whitened_latent_fits_and_encodes(tmp_path):
+    """``normalize: whiten`` (GroupWhiten) through the command: its statistics are trained and saved, and
+    encoding uses them."""
+    run = tmp_path / "run"
+    fit = ["fit", "--config", str(CONFIGS / "cpu_test.yaml"), "--trainer.default_root_dir", str(run),
+           "--model.encoder.init_args.normalize", "whiten", "--data.init_args.batch_size", "24"]
+    assert main(fit) == 0
+    (ckpt,) = run.glob("**/checkpoints/last.ckpt")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    cov = state["encoder.out_norm.running_cov"]  # one 16 x 16 group (latent_dim 16), batches of 24
+    assert cov.shape == (256,) and not torch.allclose(cov, torch.eye(16).flatten())
+    out, m = predict((tmp_path, ckpt.parents[1] / "config.yaml", ckpt), "encode")
+    mu = np.load(out / "embeddings.npy")
+    assert m["count"] == mu.shape[0] == 10 and np.isfinite(mu).all()
+
+
 def test_bad_data_is_reported_without_a_traceback(tmp_path, capsys):
     bad = tmp_path / "s.csv"
     bad.write_bytes(b"text,y\ngood,1\nbad,lots\n")

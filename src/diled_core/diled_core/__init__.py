@@ -32,7 +32,7 @@ from .diffusion_decoder import DiffusionDecoder
 from .errors import DataError, data_error, parse_number
 from .interpolation import lerp, slerp
 from .io import atomic_write
-from .latent_norm import LatentNorm, latent_norm
+from .latent_norm import GroupWhiten, LatentNorm, latent_norm
 from .module import DiLED, NonFiniteLossError
 from .objective import Objective, Phase, combine_terms, objective
 from .predict import (
@@ -64,6 +64,7 @@ __all__ = [
     "DiffusionDecoder",
     "DiledDataModule",
     "Encoder",
+    "GroupWhiten",
     "Guidance",
     "LatentNorm",
     "MeanOf",

@@ -107,23 +107,28 @@ def remove_if_empty(log_dir: str | Path | None) -> None:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+_STATISTICS = ("running_mean", "running_var", "num_batches_tracked", "running_cov")
 
 
 def _latent_norm_hint(keys: dict[str, list[str]]) -> str:
-    """What to set when the only mismatch is the encoder's LatentNorm statistics (``normalize``)."""
-    old = " (as runs from before LatentNorm became the default)"
-    for label, have, why in (("missing", "none or example", old), ("unexpected", "batch", "")):
-        found = keys.get(label, [])
-        others = [k for other, ks in keys.items() if other != label for k in ks]
-        if found and not others and all(k.startswith("encoder.") and k.endswith(_STATISTICS) for k in found):
-            side = "the model built from the config has" if label == "missing" else "the checkpoint has"
-            return (
-                f"Only the encoder's latent standardisation differs ({side} LatentNorm statistics): the "
-                f"run was trained with the encoder option normalize: {have}{why}; pass the one it used, e.g. "
-                f"--model.encoder.init_args.normalize {have.split()[0]}"
-            )
-    return ""
+    """What to set when the only mismatch is the encoder's latent normalisation statistics
+    (``normalize``: LatentNorm's running mean and variance, GroupWhiten's running mean and covariance)."""
+    missing, unexpected = keys.get("missing", []), keys.get("unexpected", [])
+    found = missing + unexpected
+    if not found or not all(k.startswith("encoder.") and k.endswith(_STATISTICS) for k in found):
+        return ""
+    if any(k.endswith("running_cov") for k in unexpected):
+        have, why = "whiten", ""
+    elif unexpected:
+        have, why = "batch", ""
+    else:
+        have, why = "none or example", " (as runs from before LatentNorm became the default)"
+    side = "the checkpoint has" if unexpected else "the model built from the config has"
+    return (
+        f"Only the encoder's latent standardisation differs ({side} other normalisation statistics): the "
+        f"run was trained with the encoder option normalize: {have}{why}; pass the one it used, e.g. "
+        f"--model.encoder.init_args.normalize {have.split()[0]}"
+    )
 
 
 def _skip_align_hint(key: str, checkpoint: str, model: str) -> str:

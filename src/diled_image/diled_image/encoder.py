@@ -45,7 +45,8 @@ class SemanticEncoder(Encoder):
         dropout: inside the ResNet blocks.
         normalize: ``batch`` (default): standardise each latent dimension over the data
             (:class:`diled_core.LatentNorm`: batch statistics in training, running ones in eval
-            mode), so μ has the N(0, I) prior's per-dimension scale; ``example``: standardise each μ
+            mode), so μ has the N(0, I) prior's per-dimension scale; ``whiten``: also decorrelate
+            the dimensions within groups of 16 (:class:`diled_core.GroupWhiten`); ``example``: standardise each μ
             over its own dimensions (‖μ‖ = √d); ``none``. Joint training rewards latents that are
             easy to denoise: the latent ε-MSE shrinks with the spread of μ across examples, while the
             decoder can undo any scale. With ``example`` a Fashion-MNIST run mapped every image to

@@ -40,8 +40,10 @@ class HFEncoder(Encoder):
         lr: learning rate of the transformer (``None``: the optimizer's); the projection always uses
             the optimizer's.
         normalize: what follows the projection (:func:`diled_core.latent_norm`): ``batch``
-            (default) standardises each latent dimension over the data, ``example`` each μ over its
-            own dimensions, ``none`` leaves μ as projected. Without it joint training shrinks μ: on
+            (default) standardises each latent dimension over the data, ``whiten`` also
+            decorrelates them within groups of 16 (joint training put every sentence on one line
+            under ``batch``: see the plugin README), ``example`` standardises each μ over its own
+            dimensions, ``none`` leaves μ as projected. Without it joint training shrinks μ: on
             the VADER sentences (``configs/text/vader_cpu.yaml``, w = 8), after 300 steps μ's
             per-dimension std across sentences was 0.045 with ``none``, below the 0.089 noise of x1,
             and no unit was active; with ``batch`` all 128 were.
