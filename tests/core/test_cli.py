@@ -107,6 +107,38 @@ def test_resume_continues_step_count(tmp_path: Path) -> None:
     assert resumed["diled"]["modality"] == "toy"
 
 
+def _drop_align(node):
+    """The checkpoint's hyper-parameters as a run saved before SkipMLP had ``align``."""
+    if isinstance(node, dict):
+        node.pop("align", None)
+        for value in node.values():
+            _drop_align(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_align(value)
+
+
+def test_a_run_saved_with_an_unpadded_denoiser_predicts_and_resumes(tmp_path: Path) -> None:
+    """The toy's SkipMLP input is 256 + 4 = 260 columns: saved unpadded (before ``align``), its
+    weights and Adam's moments gain the zero columns of the default alignment (272)."""
+    assert fit(tmp_path / "a", "--trainer.max_steps", "4", "--model.denoiser.init_args.align", "1") == 0
+    ckpt = last_ckpt(tmp_path / "a")
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["state_dict"]["denoiser.layers.1.linear.weight"].shape == (256, 260)
+    _drop_align(saved["hyper_parameters"])
+    torch.save(saved, ckpt)
+    out = tmp_path / "pred"
+    assert main(["predict", "--config", TOY, "--ckpt_path", str(ckpt), "--prediction.output_dir", str(out)]) == 0
+    assert (out / "reconstructions.csv").stat().st_size > 0
+    assert fit(tmp_path / "b", "--trainer.max_steps", "6", "--ckpt_path", str(ckpt)) == 0
+    resumed = torch.load(last_ckpt(tmp_path / "b"), weights_only=False)
+    assert resumed["global_step"] == 6
+    weight = resumed["state_dict"]["denoiser.layers.1.linear.weight"]
+    assert weight.shape == (256, 272) and torch.all(weight[:, 260:] == 0)
+    moments = [s for s in resumed["optimizer_states"][0]["state"].values() if s["exp_avg"].shape == (256, 272)]
+    assert moments and all(torch.all(s["exp_avg"][:, 260:] == 0) for s in moments)
+
+
 def test_bf16_mixed_fit_and_predict(tmp_path: Path) -> None:
     assert fit(tmp_path, "--trainer.max_steps", "4", "--trainer.precision", "bf16-mixed") == 0
     out = tmp_path / "out"

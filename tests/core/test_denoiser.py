@@ -259,27 +259,18 @@ def test_regression_head_missing_target_raises_a_helpful_key_error():
     assert "target" in msg  # how to fix it
 
 
-@pytest.mark.parametrize("prefix", ["denoiser", "ema.module"])
-def test_a_checkpoint_from_before_alignment_gets_an_error_naming_align_1(prefix):
-    """Runs saved before SkipMLP padded its skip input load with ``align 1``; the error says so."""
-    from diled_core.runs import state_dict_mismatch
-    from torch import nn
-
-    def holder(align: int) -> nn.Module:
-        model, inner = nn.Module(), nn.Module()
-        net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
-        if prefix == "denoiser":
-            model.denoiser = net
-        else:
-            model.ema, inner.module = inner, net
-        return model
-
-    with pytest.raises(RuntimeError) as err:
-        holder(16).load_state_dict(holder(1).state_dict())
-    message = state_dict_mismatch(err.value)
-    assert f"{prefix}.layers.1.linear.weight: [{WIDTH}, {WIDTH + D}] in the checkpoint" in message
-    assert "pass --model.denoiser.init_args.align 1" in message
-    holder(1).load_state_dict(holder(1).state_dict())  # and with it the weights load
-    with pytest.raises(RuntimeError) as err:  # a wider model is another config, not an old run
-        SkipMLP(D, width=WIDTH * 2, depth=DEPTH).load_state_dict(SkipMLP(D, WIDTH, DEPTH).state_dict())
-    assert "align" not in state_dict_mismatch(err.value)
+def test_weights_saved_unpadded_load_into_an_aligned_net_with_zero_columns():
+    """Runs saved with ``align 1`` (or before the option) load with the default alignment."""
+    old = _perturbed()
+    unpadded = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=1)
+    unpadded.load_state_dict({k: v[:, : WIDTH + D] if v.dim() == 2 and v.shape[1] == SKIP else v
+                              for k, v in old.state_dict().items()})
+    holder = torch.nn.Module()
+    holder.ema = torch.nn.Module()
+    holder.ema.module = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM)  # prefixed, as DiLED's EMA
+    holder.load_state_dict({f"ema.module.{k}": v for k, v in unpadded.state_dict().items()})
+    aligned = holder.ema.module
+    assert aligned.layers[1].linear.weight.shape == (WIDTH, SKIP)
+    assert torch.all(aligned.layers[1].linear.weight[:, WIDTH + D :] == 0)
+    x, t = torch.randn(5, D), torch.rand(5)
+    torch.testing.assert_close(aligned(x, t), unpadded(x, t))

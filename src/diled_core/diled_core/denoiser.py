@@ -8,6 +8,7 @@ t/T that scales the hidden state of every layer.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -50,8 +51,8 @@ class SkipMLP(nn.Module):
             without padding, so training is the same up to float rounding.
             CPU matmuls are faster at aligned sizes: at the paper's protein size (2048 + 30 = 2078
             -> 2080) the denoiser's forward + backward took 0.88x the unpadded time on 2 cores
-            (``benchmarks/training_cost.py`` ablates it). ``1`` pads nothing: the weight shapes of
-            runs made before this option.
+            (``benchmarks/training_cost.py`` ablates it). ``1`` pads nothing. Weights saved unpadded
+            (``align: 1``, or before this option) load into a padded net, zero columns added.
     """
 
     def __init__(
@@ -75,6 +76,15 @@ class SkipMLP(nn.Module):
         for linear in [layer.linear for layer in self.layers[1:]] + [self.out] if self.pad else []:
             linear.weight = nn.Parameter(nn.functional.pad(linear.weight.detach(), (0, self.pad)))
             linear.in_features += self.pad
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # called before the layers load theirs: unpadded skip weights get their zero columns here
+        unpadded = self.out.in_features - self.pad
+        for name in [f"layers.{i}.linear.weight" for i in range(1, len(self.layers))] + ["out.weight"]:
+            value = state_dict.get(prefix + name)
+            if self.pad and value is not None and value.dim() == 2 and value.shape[1] == unpadded:
+                state_dict[prefix + name] = nn.functional.pad(value, (0, self.pad))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor, time: Tensor) -> Tensor:
         """x ``[B, d]``, time t/T ``[B]`` in (0, 1] -> ε̂ ``[B, d]``."""

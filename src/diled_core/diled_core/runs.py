@@ -131,19 +131,6 @@ def _latent_norm_hint(keys: dict[str, list[str]]) -> str:
     )
 
 
-def _skip_align_hint(key: str, checkpoint: str, model: str) -> str:
-    """What to set when a SkipMLP layer has a few more input columns in the model than in the
-    checkpoint: the run predates the zero-padded skip input (``align``)."""
-    have, want = (tuple(int(n) for n in re.findall(r"\d+", shape)) for shape in (checkpoint, model))
-    layer = re.fullmatch(r"(denoiser|ema\.module)\.(layers\.\d+\.linear|out)\.weight", key)
-    if layer and len(have) == len(want) == 2 and have[0] == want[0] and 0 < want[1] - have[1] < 64:
-        return (
-            "The denoiser's skip input is padded to aligned columns (SkipMLP align, default 16) and the "
-            "run's was not, as in runs from before that option: pass --model.denoiser.init_args.align 1"
-        )
-    return ""
-
-
 def state_dict_mismatch(err: RuntimeError) -> str:
     """One paragraph from torch's long ``Error(s) in loading state_dict`` message."""
     text = str(err)
@@ -160,7 +147,6 @@ def state_dict_mismatch(err: RuntimeError) -> str:
     if size:
         parts.append(f"weights of another size ({size.group(1)}: {size.group(2)} in the checkpoint, "
                      f"{size.group(3)} in the model)")
-        hint = hint or _skip_align_hint(size.group(1), size.group(2), size.group(3))
     return (
         "the checkpoint does not fit the model built from the config: "
         + ("; ".join(parts) or text.splitlines()[0])
