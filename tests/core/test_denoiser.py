@@ -126,28 +126,23 @@ def test_skipmlp_bad_sizes_raise(depth, width, align):
         SkipMLP(D, width=width, depth=depth, align=align)
 
 
-def _aligned_copy(plain: SkipMLP, align: int) -> SkipMLP:
-    """A SkipMLP with ``align`` holding ``plain``'s weights (zero weights for the padded columns)."""
-    net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
-    state = {
-        k: torch.nn.functional.pad(v, (0, net.pad)) if v.shape != net.state_dict()[k].shape else v
-        for k, v in plain.state_dict().items()
-    }
-    net.load_state_dict(state)
+def _unpadded() -> SkipMLP:
+    """An ``align 1`` SkipMLP with the perturbed net's weights (its padding columns cut off)."""
+    net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=1)
+    net.load_state_dict({k: v[:, : WIDTH + D] if v.dim() == 2 and v.shape[1] == SKIP else v
+                         for k, v in _perturbed().state_dict().items()})
     return net
 
 
 @pytest.mark.parametrize("align", [8, 16, 64])
 def test_skipmlp_alignment_pads_with_zero_weights_and_keeps_the_function(align):
-    plain = _perturbed()
-    assert plain.pad == 11 and SkipMLP(D, WIDTH, DEPTH, TIME_DIM, align=1).pad == 0
+    assert _perturbed().pad == 11 and SkipMLP(D, WIDTH, DEPTH, TIME_DIM, align=1).pad == 0
     net = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
     assert all(layer.linear.in_features % align == 0 for layer in net.layers[1:])
     assert all(torch.all(layer.linear.weight[:, WIDTH + D :] == 0) for layer in net.layers[1:])
-    unpadded = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=1)
-    unpadded.load_state_dict({k: v[:, : WIDTH + D] if v.dim() == 2 and v.shape[1] == SKIP else v
-                              for k, v in plain.state_dict().items()})
-    aligned = _aligned_copy(unpadded, align)
+    unpadded = _unpadded()
+    aligned = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=align)
+    aligned.load_state_dict(unpadded.state_dict())  # unpadded weights gain their zero columns
     x, t = torch.randn(6, D), torch.rand(6)
     torch.testing.assert_close(aligned(x, t), unpadded(x, t))
     aligned(x, t).pow(2).sum().backward()
@@ -167,7 +162,7 @@ def test_skipmlp_draws_the_same_initial_weights_with_and_without_alignment():
         torch.testing.assert_close(aligned[name][..., : value.shape[-1]], value, rtol=0, atol=0)
 
 
-def test_skipmlp_padded_weights_stay_zero_under_adamw():
+def test_skipmlp_padded_weights_stay_zero_under_adam_with_weight_decay():
     net = _perturbed()
     padded = [layer.linear.weight for layer in net.layers[1:]]
     before = [w.detach().clone() for w in padded]
@@ -261,10 +256,7 @@ def test_regression_head_missing_target_raises_a_helpful_key_error():
 
 def test_weights_saved_unpadded_load_into_an_aligned_net_with_zero_columns():
     """Runs saved with ``align 1`` (or before the option) load with the default alignment."""
-    old = _perturbed()
-    unpadded = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM, align=1)
-    unpadded.load_state_dict({k: v[:, : WIDTH + D] if v.dim() == 2 and v.shape[1] == SKIP else v
-                              for k, v in old.state_dict().items()})
+    unpadded = _unpadded()
     holder = torch.nn.Module()
     holder.ema = torch.nn.Module()
     holder.ema.module = SkipMLP(D, width=WIDTH, depth=DEPTH, time_dim=TIME_DIM)  # prefixed, as DiLED's EMA
