@@ -378,9 +378,9 @@ class DiLED(Inference, LightningModule):
         for optimizer in self.trainer.optimizers:  # resumed from weights saved narrower (SkipMLP align)
             for param, state in optimizer.state.items():
                 for key, value in state.items():
-                    if torch.is_tensor(value) and value.dim() == param.dim() == 2 and value.shape != param.shape:
-                        if value.shape[0] == param.shape[0] and value.shape[1] < param.shape[1]:
-                            state[key] = nn.functional.pad(value, (0, param.shape[1] - value.shape[1]))
+                    narrower = torch.is_tensor(value) and value.dim() == param.dim() == 2
+                    if narrower and value.shape[0] == param.shape[0] and value.shape[1] < param.shape[1]:
+                        state[key] = nn.functional.pad(value, (0, param.shape[1] - value.shape[1]))
 
     def on_train_end(self) -> None:
         self._check_loss()
