@@ -231,6 +231,16 @@ def test_ckpt_path_last_and_resume_with_new_options(run: Path, tmp_path: Path, c
     assert {g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]} == {5e-4}
 
 
+def test_resuming_with_the_runs_own_config_reports_no_new_options(tmp_path: Path, capsys) -> None:
+    """The saved config.yaml gives Adam's betas as a tuple, the checkpoint's hyper-parameters as a list."""
+    root = tmp_path / "root"
+    assert fit(root, "--trainer.max_steps", "2") == 0
+    (saved,) = root.glob("lightning_logs/version_*/config.yaml")
+    capsys.readouterr()
+    assert main(["fit", "--config", str(saved), "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
+    assert "new options" not in capsys.readouterr().err
+
+
 def test_ckpt_path_last_without_runs_says_so(tmp_path: Path, capsys) -> None:
     assert fit(tmp_path / "none", "--ckpt_path", "last") == 1
     assert "no run under" in one_paragraph(capsys)

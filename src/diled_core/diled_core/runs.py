@@ -84,6 +84,8 @@ def find_last_checkpoint(root: str | Path) -> Path:
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, tuple):  # a config's tuple is saved in the checkpoint's hyper-parameters as a list
+        return {prefix: list(d)}
     if not isinstance(d, dict):
         return {prefix: d}
     out: dict[str, Any] = {}
