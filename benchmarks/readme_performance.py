@@ -49,6 +49,7 @@ ABLATION_LINES = [
     ("dropout", "joint step, RandDropout / nn.Dropout masks", "rand_dropout", "nn_dropout"),
     ("dropout_autoencoder", "autoencoder step, RandDropout / nn.Dropout masks", "rand_dropout", "nn_dropout"),
     ("skip_align", "joint step, SkipMLP skip input aligned to 16 columns / unaligned", "align_16", "align_1"),
+    ("compile", "joint step, denoiser through torch.compile / eager", "compiled", "eager"),
 ]
 
 
@@ -156,6 +157,7 @@ def gpu_scale(r: dict) -> list[Line]:
 EXTRACTORS: dict[str, Callable[[dict], list[Line]]] = {
     "protein_authors": protein_authors,
     "training_cost": training_cost,
+    "training_cost_compile": training_cost,  # --configs paper_gifford --ablations compile --out ...
     "generation": generation,
     "data_pipeline": data_pipeline,
     "ddp_scale": ddp_scale,

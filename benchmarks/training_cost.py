@@ -14,10 +14,12 @@ measured in the same run. Ablations of the speed switches on the paper config, a
 alone: Adam for-loop / foreach / fused (and its step alone), EMA off / every step / every 10 steps (and
 the update alone: torch's ``AveragedModel.update_parameters`` vs diled's foreach update), the NaN check
 every step vs every 50, the denoiser's skip input unaligned vs zero-padded to 16 columns (SkipMLP
-``align``), dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint and autoencoder
-steps).
+``align``), the denoiser eager vs through ``torch.compile`` (``compile_denoiser``; the compilation falls
+in the dropped warm-up step), dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint
+and autoencoder steps).
 
     python benchmarks/training_cost.py [--quick] [--repeats 5] [--steps 6] [--skip-ablations]
+    python benchmarks/training_cost.py --configs paper_gifford --ablations compile --out /tmp/compile.json
 
 Prints a table and writes ``benchmarks/results/training_cost.json`` with the machine and its load
 (``_common.write_results``).
@@ -92,6 +94,10 @@ ABLATIONS = {  # group -> variant -> CLI overrides of the paper config (joint)
     "skip_align": {  # SkipMLP's skip input 2048 + 30 = 2078 columns, or zero-padded to 2080
         "align_1": ["--model.denoiser.init_args.align", "1"],
         "align_16": ["--model.denoiser.init_args.align", "16"],
+    },
+    "compile": {  # the denoiser eager or through torch.compile (inductor; the first step compiles, untimed)
+        "eager": ["--model.compile_denoiser", "false"],
+        "compiled": ["--model.compile_denoiser", "true"],
     },
     "dropout_autoencoder": {  # the same in the autoencoder step, where dropout is a larger share
         "nn_dropout": ["--model.encoder.init_args.fast_dropout", "false", "--model.training", "autoencoder"],
@@ -240,6 +246,8 @@ def optimizer_step_only(model: Any, repeats: int) -> dict:
 def ablations(config: str, args: argparse.Namespace) -> dict:
     out: dict[str, Any] = {}
     for group, variants in ABLATIONS.items():
+        if group not in args.ablations:
+            continue
         built = {}
         for name, overrides in variants.items():
             model, dm, opts = build(config, *overrides)
@@ -302,6 +310,10 @@ def main() -> None:
     )
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--skip-ablations", action="store_true")
+    parser.add_argument(
+        "--ablations", nargs="*", default=list(ABLATIONS), choices=list(ABLATIONS), help="groups to run"
+    )
+    parser.add_argument("--out", type=Path, help="default benchmarks/results/training_cost.json")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.steps, args.mm_repeats = 2, 2, 10
@@ -325,7 +337,7 @@ def main() -> None:
         print(f"== ablations on {CONFIGS[first]}", flush=True)
         results["ablations"] = ablations(CONFIGS[first], args)
     print(table(results))
-    write_results("training_cost", run, results)
+    write_results("training_cost", run, results, args.out)
 
 
 if __name__ == "__main__":

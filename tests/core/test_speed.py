@@ -245,3 +245,31 @@ def test_fused_adam_from_the_config_trains_with_clipping_under_bf16(tmp_path: Pa
     (ckpt,) = tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt")
     saved = torch.load(ckpt, weights_only=True)
     assert saved["global_step"] == 3 and saved["optimizer_states"][0]["param_groups"][0]["fused"] is True
+
+
+# ------------------------------------------------------------------------------ torch.compile
+def test_a_compiled_denoiser_trains_saves_under_the_same_names_and_computes_the_eager_one(
+    tmp_path: Path,
+) -> None:
+    from torch._dynamo.utils import counters
+
+    compiled = model(compile_denoiser=True)
+    graphs = counters["stats"]["unique_graphs"]
+    fit(compiled, 2, root=tmp_path)
+    assert counters["stats"]["unique_graphs"] > graphs, "the denoiser was not compiled"
+    (ckpt,) = tmp_path.glob("**/*.ckpt")
+    saved = torch.load(ckpt, weights_only=True)
+    eager = model()
+    assert saved["global_step"] == 2 and saved["state_dict"].keys() == eager.state_dict().keys()
+
+    eager.load_state_dict(saved["state_dict"])  # the trained weights: the output layer is no longer zero
+    x, t = torch.randn(16, 4), torch.rand(16)
+    results = []
+    for m in (eager, compiled):
+        m.zero_grad(set_to_none=True)
+        out = m.denoiser(x, t)
+        out.square().sum().backward()
+        results.append([out.detach()] + [p.grad for p in m.denoiser.parameters()])
+    assert results[0][0].abs().max() > 0
+    for a, b in zip(results[1], results[0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -104,6 +104,10 @@ class DiLED(Inference, LightningModule):
             ``EMAModel``: a short run's EMA then does not average in its first, untrained weights.
         latent_draws: K draws of (t, ε) per example for the latent ε-MSE, averaged (the first shares the
             decoder's t): the same objective with a K× lower-variance estimate, for K denoiser passes.
+        compile_denoiser: train with the denoiser compiled by ``torch.compile`` (``nn.Module.compile``:
+            the weights, their names in the checkpoint and the EMA copy used for sampling are unchanged).
+            The first steps of a fit pay the compilation (tens of seconds on a CPU); on the CPU it needs
+            a C++ compiler. ``benchmarks/training_cost.py`` ablates it.
         decoder_ema: also keep an EMA of the decoder (same decay) and decode with it (a pixel-diffusion
             decoder is sampled with EMA weights in the paper's image setup).
         sample_steps, sample_eta: DDIM defaults for :meth:`sample`, :meth:`invert`, :meth:`interpolate`.
@@ -146,6 +150,7 @@ class DiLED(Inference, LightningModule):
         nan_check_every: int = 50,
         ema_warmup: bool = False,
         latent_draws: int = 1,
+        compile_denoiser: bool = False,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # module objects are dropped from hparams just below
@@ -190,6 +195,7 @@ class DiLED(Inference, LightningModule):
         self.decoder_ema = _ema(self.decoder, ema_decay) if decoder_ema else None
         self.ema_decay, self.ema_every, self.nan_check_every = ema_decay, ema_every, nan_check_every
         self.ema_warmup, self.latent_draws = ema_warmup, latent_draws
+        self.compile_denoiser = compile_denoiser
         self._ema_last: dict[str, int] = {}  # EMA name -> global step of its last update
         self._ema_updates: dict[str, int] = {}  # EMA name -> updates so far (read once per fit)
         self._loss_watch: Tensor | None = None  # [losses seen, index of the first non-finite one, its value]
@@ -202,6 +208,8 @@ class DiLED(Inference, LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "check_compatible"):
             datamodule.check_compatible(self.encoder, self.decoder)
+        if stage == "fit" and self.compile_denoiser and self.denoiser is not None:
+            self.denoiser.compile()  # in place: forward goes through the compiled graph, names unchanged
 
     @property
     def in_stage_two(self) -> bool:
