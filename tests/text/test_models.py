@@ -184,6 +184,32 @@ def test_weights_frozen_after_construction_stay_in_checkpoints(tmp_path, tiny_gp
     assert (encoder.external_state(), decoder.external_state()) == before
 
 
+def test_pretrained_models_train_with_their_dropout_unless_overrides_turn_it_off(
+    tmp_path, batch, tiny_bert, tiny_gpt2
+):
+    """``from_pretrained`` returns eval mode and Lightning keeps each module's mode: without
+    ``load_trainable`` a pretrained MiniLM fine-tuned with its dropout silently off."""
+    dropout_bert = {**tiny_bert, "hidden_dropout_prob": 0.5, "attention_probs_dropout_prob": 0.5}
+    HFEncoder(LATENT, config=dropout_bert).transformer.save_pretrained(tmp_path / "enc")
+    CausalLMDecoder(LATENT, config={**tiny_gpt2, "resid_pdrop": 0.5}).lm.save_pretrained(tmp_path / "lm")
+    off = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    z = torch.randn(4, LATENT)
+    for overrides, varies in ((None, True), (off, False)):
+        encoder = HFEncoder(LATENT, model_path=str(tmp_path / "enc"), config_overrides=overrides)
+        assert encoder.transformer.training
+        assert not torch.equal(encoder(batch), encoder(batch)) == varies
+    decoder = CausalLMDecoder(LATENT, model_path=str(tmp_path / "lm"))
+    nll = [decoder.loss(z, batch, t=torch.zeros(4))["nll"] for _ in "ab"]
+    assert decoder.lm.training and not torch.equal(*nll)
+    quiet = CausalLMDecoder(LATENT, model_path=str(tmp_path / "lm"), config_overrides={"resid_pdrop": 0})
+    assert quiet.lm.config.resid_pdrop == 0
+    unknown = r"\['hidden_dropout'\] are not fields of its config .*'hidden_dropout_prob'"
+    with pytest.raises(ValueError, match=unknown):
+        HFEncoder(LATENT, model_path=str(tmp_path / "enc"), config_overrides={"hidden_dropout": 0.0})
+    with pytest.raises(ValueError, match="config_overrides change a pretrained config; put them in config"):
+        HFEncoder(LATENT, config=tiny_bert, config_overrides=off)
+
+
 def test_a_decoder_for_another_vocabulary_is_refused(tiny_gpt2, tmp_path):
     with pytest.raises(ValueError, match="has 30522 output tokens but the data's tokenizer has 50257"):
         CausalLMDecoder(LATENT, vocab_size=50257, config={**tiny_gpt2, "vocab_size": 30522})

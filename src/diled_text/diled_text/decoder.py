@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .freezing import DecoderFreeze, freeze_decoder, frozen_names
 from .sampling import next_token
-from .tokenizer import TextTokenizer, load_local, resolve_model_path
+from .tokenizer import TextTokenizer, load_trainable, resolve_model_path
 
 __all__ = ["CausalLMDecoder", "Injection", "match_scale", "target_tokens"]
 
@@ -71,6 +71,8 @@ class CausalLMDecoder(Decoder):
         model_path: a local causal-LM directory (e.g. GPT-2 or a cached SmolLM2), or ``None`` with
             ``config``: a random-init model from this config dict (``model_type`` default ``gpt2``,
             e.g. ``{n_layer: 2, n_embd: 64, n_head: 2, n_positions: 40}``).
+        config_overrides: fields of the pretrained model's config to change, e.g. ``{resid_pdrop: 0.0}``
+            (a pretrained model trains with its dropout on, as with Hugging Face's ``Trainer``).
         injection: ``optimus`` | ``prefix`` (see :data:`Injection`); ``prefix_slots``: soft tokens.
         freeze: ``none`` | ``paper`` | ``all`` (see :mod:`diled_text.freezing`).
         lr: learning rate of the language model (``None``: the optimizer's); the injection layers
@@ -90,6 +92,7 @@ class CausalLMDecoder(Decoder):
         tokenizer: str | None = None,
         model_path: str | None = None,
         config: dict[str, Any] | None = None,
+        config_overrides: dict[str, Any] | None = None,
         injection: Injection = "optimus",
         prefix_slots: int = 1,
         freeze: DecoderFreeze = "none",
@@ -102,6 +105,10 @@ class CausalLMDecoder(Decoder):
             raise ValueError(
                 "CausalLMDecoder: give model_path (pretrained weights) or config (random init), one of them."
             )
+        if config is not None and config_overrides:
+            raise ValueError(
+                "CausalLMDecoder: config_overrides change a pretrained config; put them in config."
+            )
         if injection not in ("optimus", "prefix"):
             raise ValueError(f"CausalLMDecoder: injection must be optimus or prefix (got {injection!r})")
         self.latent_dim, self.injection, self.lr, self.freeze = latent_dim, injection, lr, freeze
@@ -109,8 +116,8 @@ class CausalLMDecoder(Decoder):
         self.pad_token_id = self.text_tokenizer.pad_id if pad_token_id is None else pad_token_id
         self.pretrained = model_path is not None
         if model_path is not None:
-            self.lm = load_local(
-                AutoModelForCausalLM.from_pretrained, resolve_model_path(model_path), "decoder"
+            self.lm = load_trainable(
+                AutoModelForCausalLM, resolve_model_path(model_path), "decoder", config_overrides
             )
         else:
             options = {"model_type": "gpt2", **(config or {})}

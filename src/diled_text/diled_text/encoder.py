@@ -14,7 +14,7 @@ from diled_core.latent_norm import Normalize, latent_norm
 from torch import Tensor, nn
 
 from .freezing import EncoderFreeze, frozen_names
-from .tokenizer import load_local, resolve_model_path
+from .tokenizer import load_trainable, resolve_model_path
 
 __all__ = ["HFEncoder", "masked_mean"]
 
@@ -34,6 +34,9 @@ class HFEncoder(Encoder):
             installed all-MiniLM-L6-v2.
         config: instead of weights, a random-init model from this config dict, e.g. ``{model_type: bert,
             hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}``.
+        config_overrides: fields of the pretrained model's config to change, e.g. ``{hidden_dropout_prob:
+            0.0, attention_probs_dropout_prob: 0.0}`` (a pretrained model trains with its dropout on,
+            as with Hugging Face's ``Trainer``).
         input_vocab_size: the data tokenizer's vocabulary size (filled from the data); sets the
             vocabulary of a ``config`` model.
         freeze: ``none`` | ``embeddings`` | ``all`` (see :data:`~diled_text.freezing.EncoderFreeze`).
@@ -54,6 +57,7 @@ class HFEncoder(Encoder):
         latent_dim: int = 128,
         model_path: str | None = None,
         config: dict[str, Any] | None = None,
+        config_overrides: dict[str, Any] | None = None,
         input_vocab_size: int | None = None,
         freeze: EncoderFreeze = "none",
         lr: float | None = None,
@@ -66,11 +70,13 @@ class HFEncoder(Encoder):
             raise ValueError(
                 "HFEncoder: give model_path (pretrained weights) or config (random init), not both."
             )
+        if config is not None and config_overrides:
+            raise ValueError("HFEncoder: config_overrides change a pretrained config; put them in config.")
         self.latent_dim, self.lr, self.freeze = latent_dim, lr, freeze
         self.pretrained = config is None
         if config is None:
-            self.transformer = load_local(
-                AutoModel.from_pretrained, resolve_model_path(model_path), "encoder"
+            self.transformer = load_trainable(
+                AutoModel, resolve_model_path(model_path), "encoder", config_overrides
             )
         else:
             options = {"model_type": "bert", **config}

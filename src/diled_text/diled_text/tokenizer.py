@@ -21,6 +21,7 @@ __all__ = [
     "TextTokenizer",
     "default_model_path",
     "load_local",
+    "load_trainable",
     "model_slug",
     "resolve_model_path",
 ]
@@ -66,6 +67,28 @@ def load_local(loader: Callable[..., T], path: str, what: str, **kwargs: Any) ->
             f"{Path.cwd()}) nor a model in the local Hugging Face cache; nothing is downloaded at run time: "
             "save the weights with `save_pretrained` into a folder and give its path."
         ) from err
+
+
+def load_trainable(auto_class: Any, path: str, what: str, overrides: dict[str, Any] | None = None) -> Any:
+    """A pretrained model to train, from ``auto_class.from_pretrained`` (via :func:`load_local`), with
+    ``overrides`` of fields of its config (e.g. ``hidden_dropout_prob``), returned in train mode.
+
+    ``from_pretrained`` returns a model in eval mode, and Lightning keeps each module's mode, so without
+    this a pretrained model would fine-tune with its dropout off, unlike with Hugging Face's
+    ``Trainer`` (dropout is off when the overrides set its rates to 0)."""
+    overrides = dict(overrides or {})
+    if overrides:
+        from transformers import AutoConfig
+
+        config = load_local(AutoConfig.from_pretrained, path, what)
+        unknown = sorted(k for k in overrides if not hasattr(config, k))
+        if unknown:
+            fields = sorted(k for k in config.to_dict() if "drop" in k)
+            raise ValueError(
+                f"config_overrides of the {what} {path!r}: {unknown} are not fields of its config "
+                f"({type(config).__name__}); its dropout fields are {fields}."
+            )
+    return load_local(auto_class.from_pretrained, path, what, **overrides).train()
 
 
 class TextTokenizer:
