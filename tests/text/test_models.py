@@ -197,7 +197,7 @@ def test_pretrained_models_train_with_their_dropout_unless_overrides_turn_it_off
     for overrides, varies in ((None, True), (off, False)):
         encoder = HFEncoder(LATENT, model_path=str(tmp_path / "enc"), config_overrides=overrides)
         assert encoder.transformer.training
-        assert not torch.equal(encoder(batch), encoder(batch)) == varies
+        assert (not torch.equal(encoder(batch), encoder(batch))) is varies
     decoder = CausalLMDecoder(LATENT, model_path=str(tmp_path / "lm"))
     nll = [decoder.loss(z, batch, t=torch.zeros(4))["nll"] for _ in "ab"]
     assert decoder.lm.training and not torch.equal(*nll)
