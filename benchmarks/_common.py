@@ -13,7 +13,9 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +25,32 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+
+
+# ------------------------------------------------------------------------------ child processes
+def run_child(cmd: list[str], **popen: Any) -> None:
+    """``subprocess.run(cmd, check=True, **popen)`` that ends the child when this process is stopped
+    (SIGTERM, e.g. from ``timeout`` or a scheduler, or Ctrl-C): a benchmark stopped mid-arm leaves no
+    training behind to slow whatever runs next. The child gets SIGTERM, then SIGKILL after 10 s."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    child = subprocess.Popen(cmd, **popen)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
 
 
 # ------------------------------------------------------------------------------ the machine

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ import yaml
 from lightning.pytorch import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine_info, start_run, table, write_results  # noqa: E402
+from _common import REPO, RESULTS, machine_info, run_child, start_run, table, write_results  # noqa: E402
 
 CONFIGS = REPO / "configs" / "image"
 ARMS = {
@@ -96,7 +95,7 @@ def train(arm: str, minutes: float, root: Path, share: float, fit_args: str = ""
     overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}, "model": model}))
     seconds = int(round(minutes * 60))
     start = time.time()
-    subprocess.run(
+    run_child(
         [
             sys.executable,
             "-m",
@@ -114,7 +113,6 @@ def train(arm: str, minutes: float, root: Path, share: float, fit_args: str = ""
             f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
             *shlex.split(fit_args),
         ],
-        check=True,
         cwd=REPO,
         env={
             **os.environ,

@@ -22,12 +22,14 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_child  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "protein" / "gifford_cpu.yaml"
@@ -50,7 +52,7 @@ def generation_stats(seqs: list[str], train: list[str], rng: random.Random) -> d
 
 
 def diled(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "diled_core.cli", *args], check=True, cwd=REPO)
+    run_child([sys.executable, "-m", "diled_core.cli", *args], cwd=REPO)
 
 
 def run_mode(mode: str, minutes: float, data: Path, root: Path, stage_one_steps: int) -> dict:

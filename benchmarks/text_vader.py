@@ -34,14 +34,13 @@ import csv
 import json
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, load_avg, machine_info, start_run  # noqa: E402
+from _common import REPO, load_avg, machine_info, run_child, start_run  # noqa: E402
 
 CONFIG = REPO / "configs" / "text" / "vader_cpu.yaml"
 ARMS = ("joint", "two_stage", "autoencoder")
@@ -69,7 +68,7 @@ ROWS = [
 
 
 def diled(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "diled_core.cli", *args], check=True, cwd=REPO)
+    run_child([sys.executable, "-m", "diled_core.cli", *args], cwd=REPO)
 
 
 def max_time(minutes: float) -> str:
