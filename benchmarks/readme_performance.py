@@ -187,7 +187,8 @@ def quality(stem: str, r: dict) -> list[str]:
     """A quality benchmark's own table (``table``: a header row, then rows of cells) as markdown; a run
     whose arms were trained and decoded elsewhere (``trained_and_decoded_on``, e.g. a lent GPU) or whose
     perplexities were scored elsewhere (``ppl_scored_on``) says so, and the label names the minutes per arm
-    and the extra ``fit_args`` where the run had them."""
+    and the extra ``fit_args`` where the run had them; a table of several runs (``runs``, from
+    ``combine_runs.py``) names each run's ``fit_args``."""
     date, machine = run_label(r)
     if elsewhere := r.get("trained_and_decoded_on"):
         where = (
@@ -200,6 +201,11 @@ def quality(stem: str, r: dict) -> list[str]:
         machine += f"; {minutes:g} min per arm"
     if fit_args := (r.get("args") or {}).get("fit_args"):
         machine += f"; `--fit-args '{fit_args}'`"
+    if runs := r.get("runs"):  # benchmarks/combine_runs.py
+        dates = sorted({str(run.get("date") or "not recorded")[:10] for run in runs})
+        date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+        each = "; ".join(f"`{run['fit_args']}`" if run.get("fit_args") else "defaults" for run in runs)
+        machine += f"; median [min–max] of {len(runs)} runs: {each}"
     head, *body = r["table"]
     return [
         f"`{stem}` ({date}; {machine}):",
@@ -243,7 +249,8 @@ def section(results: Path) -> str:
         *rows,
     ]
     if tables:
-        out += ["", "### Quality", "", "Each table as its benchmark printed it.", "", *tables[:-1]]
+        out += ["", "### Quality", "", "Each table as its benchmark printed it; a table of several runs as"]
+        out += ["`benchmarks/combine_runs.py` combined them (median [min–max] over the runs).", "", *tables[:-1]]
     if others:
         out += ["", "Other results (quality, not speed): " + ", ".join(others) + "."]
     return "\n".join([START, *out, END]) + "\n"
