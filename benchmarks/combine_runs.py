@@ -56,9 +56,15 @@ def combine_tables(tables: list[list[list[str]]]) -> list[list[str]]:
 
 
 def combine(paths: list[Path]) -> dict[str, Any]:
-    records = [json.loads(p.read_text()) for p in paths]
+    records = []
+    for path in paths:
+        try:
+            records.append(json.loads(path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SystemExit(f"combine_runs: {path} is not a JSON results file ({err})") from None
     for path, record in zip(paths, records):
-        if not isinstance(record.get("table"), list) or len(record["table"]) < 2:
+        table = record.get("table") if isinstance(record, dict) else None
+        if not isinstance(table, list) or len(table) < 2:
             raise SystemExit(f"combine_runs: {path} has no results table (is it a quality benchmark's JSON?)")
     runs = [
         {

@@ -84,3 +84,10 @@ def test_a_file_without_a_results_table_is_refused_by_name(tmp_path: Path) -> No
     assert f"{bad} has no results table" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out.json").exists()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"table": [["metric"')  # a run cut off while writing
+    proc = run(REPO / "benchmarks" / "combine_runs.py", good, broken, "--out", tmp_path / "out.json")
+    assert proc.returncode != 0
+    assert f"{broken} is not a JSON results file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.json").exists()
