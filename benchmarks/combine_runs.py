@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table  # noqa: E402
+
 
 def number(cell: str) -> float | None:
     try:
@@ -101,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such file: {', '.join(missing)}")
     result = combine(args.runs)
-    widths = [max(len(row[i]) for row in result["table"]) for i in range(len(result["table"][0]))]
-    for row in result["table"]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print(table(result["table"][0], result["table"][1:]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, allow_nan=False))
     print(f"\ncombine_runs: median [min–max] of {len(args.runs)} runs; wrote {args.out}")

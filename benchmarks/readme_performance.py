@@ -249,8 +249,9 @@ def section(results: Path) -> str:
         *rows,
     ]
     if tables:
-        out += ["", "### Quality", "", "Each table as its benchmark printed it; a table of several runs as"]
-        out += ["`benchmarks/combine_runs.py` combined them (median [min–max] over the runs).", "", *tables[:-1]]
+        out += ["", "### Quality", "", "Each table as its benchmark printed it; the cells of a table of"]
+        out += ["several runs are median [min–max] over them (`benchmarks/combine_runs.py`).", ""]
+        out += tables[:-1]
     if others:
         out += ["", "Other results (quality, not speed): " + ", ".join(others) + "."]
     return "\n".join([START, *out, END]) + "\n"
