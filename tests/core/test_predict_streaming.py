@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diled_core import ArrayWriter, MeanOf, RatioOf, Reservoir, TableWriter, TextWriter, rank_file
+from diled_core import (
+    ArrayWriter,
+    MeanOf,
+    PredictOptions,
+    RatioOf,
+    Reservoir,
+    TableWriter,
+    TextWriter,
+    rank_file,
+)
 
 
 def test_rank_file_names() -> None:
@@ -101,3 +110,19 @@ def test_reservoir_keeps_a_bounded_sample() -> None:
     res.reset()
     res.update({"x": torch.arange(2)})
     assert res.compute() == {"n": 2.0}
+
+
+def test_unset_interpolation_options_take_the_modality_defaults_and_set_ones_are_kept() -> None:
+    """``diled predict`` leaves interpolation_mode / _points unset (None); a datamodule's
+    ``prediction_defaults`` fill them (images: lerp, 6 points), else slerp and 8."""
+    core = PredictOptions().resolve({})
+    assert (core.interpolation_mode, core.interpolation_points) == ("slerp", 8)
+    image = {"interpolation_mode": "lerp", "interpolation_points": 6}
+    got = PredictOptions(task="interpolate", steps=7).resolve(image)
+    assert (got.interpolation_mode, got.interpolation_points) == ("lerp", 6)
+    assert (got.task, got.steps) == ("interpolate", 7)  # the other options are kept
+    mine = PredictOptions(interpolation_mode="slerp", interpolation_points=3).resolve(image)
+    assert (mine.interpolation_mode, mine.interpolation_points) == ("slerp", 3)
+    assert mine.resolve(image) == mine  # resolving twice changes nothing
+    with pytest.raises(ValueError, match="may set interpolation_points, interpolation_mode, not steps"):
+        PredictOptions().resolve({"steps": 20})

@@ -88,3 +88,45 @@ def test_the_benchmark_decodes_on_one_machine_and_scores_on_another(
         [*run, "--score-images", str(tmp_path)], capture_output=True, text=True, timeout=600
     )
     assert empty.returncode != 0 and "no decoded_<arm>.pt" in empty.stderr and "Traceback" not in empty.stderr
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_scored_again_under_the_other_interpolation(
+    tmp_path, fashion_mnist, inception_weights
+):
+    """``--from-results`` decodes and scores the checkpoints an earlier run trained, without training;
+    the interpolation columns name the path each run took, so the two never share a column."""
+    bench = REPO / "benchmarks" / "image_fashion_mnist.py"
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    args = ["--arms", "joint", "--minutes", "0.05", "--fid-images", "8", "--steps", "2"]
+    args += ["--root", str(tmp_path / "runs"), "--interpolation", "slerp", "--out", str(first)]
+    done = subprocess.run([sys.executable, str(bench), *args], capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = ["--from-results", str(first), "--fid-images", "8", "--steps", "2", "--out", str(second)]
+    done = subprocess.run([sys.executable, str(bench), *again], capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "× 0.0 min" in done.stdout  # nothing trained
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert "slerp interp FID-8 0.2" in a["table"][0] and "lerp interp FID-8 0.2" in b["table"][0]
+    assert a["arms"]["joint"]["interpolation_mode"] == "slerp"
+    assert b["arms"]["joint"]["interpolation_mode"] == "lerp"
+    assert b["arms"]["joint"]["checkpoint"] == a["arms"]["joint"]["checkpoint"]
+    assert b["arms"]["joint"]["steps"] == a["arms"]["joint"]["steps"] and b["trained_by"] == str(first)
+    assert b["minutes"] == 0.05 and len(list((tmp_path / "runs" / "joint" / "lightning_logs").iterdir())) == 1
+
+
+def test_from_results_refuses_a_file_that_is_not_a_run_or_whose_checkpoints_are_gone(tmp_path):
+    bench = REPO / "benchmarks" / "image_fashion_mnist.py"
+    broken, gone = tmp_path / "broken.json", tmp_path / "gone.json"
+    broken.write_text('{"args": {"minutes": 20}, "arm')  # a run cut off while writing
+    gone.write_text(json.dumps({"args": {}, "arms": {"joint": {"checkpoint": str(tmp_path / "x.ckpt")}}}))
+    for path, says in ((broken, "not this benchmark's results JSON"), (gone, "checkpoint(s) gone: joint")):
+        out = tmp_path / "out.json"
+        done = subprocess.run(
+            [sys.executable, str(bench), "--from-results", str(path), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode != 0 and says in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and not out.exists()

@@ -98,8 +98,6 @@ def test_every_predict_task_writes_pngs_and_metrics(trained, task, tiny_fid_weig
         "6",
         "--prediction.steps",
         "3",
-        "--prediction.interpolation_points",
-        "6",
         "--prediction.decode",
         "{steps: 3}",
         "--prediction.invert",
@@ -124,8 +122,26 @@ def test_every_predict_task_writes_pngs_and_metrics(trained, task, tiny_fid_weig
         assert np.load(out / "embeddings.npy").shape == (8, 8) and np.load(
             out / "embeddings_xT.npy"
         ).shape == (8, 8)
-    if task == "interpolate":
+    if task == "interpolate":  # unset: the image defaults, lerp of μ at α = 0, 0.2, …, 1
+        assert (metrics["options"]["interpolation_mode"], metrics["options"]["interpolation_points"]) == (
+            "lerp",
+            6,
+        )
         assert len(list((out / "interpolations").glob("*.png"))) == 24 and metrics["interp_fid_a0.2"] > 0
+
+
+def test_interpolation_options_given_on_the_command_line_override_the_image_defaults(trained):
+    tmp, ckpt = trained
+    out = tmp / "pred_interp_slerp"
+    args = ["predict", "--config", CPU_TEST, "--ckpt_path", str(ckpt), "--prediction.task", "interpolate"]
+    args += ["--prediction.output_dir", str(out), "--prediction.max_examples", "4", "--prediction.steps", "3"]
+    args += ["--prediction.interpolation_mode", "slerp", "--prediction.interpolation_points", "3"]
+    assert main([*args, "--prediction.decode", "{steps: 3}", "--data.init_args.batch_size", "4"]) == 0
+    options = json.loads((out / "metrics.json").read_text())["interpolate"]["options"]
+    assert (options["interpolation_mode"], options["interpolation_points"]) == ("slerp", 3)
+    assert len(list((out / "interpolations").glob("*.png"))) == 2 * 3
+    saved = (out / "config.yaml").read_text()  # the config saved beside the predictions: the values used
+    assert "interpolation_mode: slerp" in saved and "interpolation_points: 3" in saved
 
 
 def test_an_unknown_decoding_option_is_reported(trained, capsys):

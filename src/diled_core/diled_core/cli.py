@@ -25,6 +25,7 @@ from .checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveErro
 from .data import DiledDataModule
 from .module import DiLED, NonFiniteLossError
 from .predict import PredictionWriter, PredictOptions
+from .predict.options import UNSET_DEFAULTS
 from .registry import FIRST_PARTY, distribution_of, load_modalities
 from .runs import (
     Interrupted,
@@ -147,7 +148,11 @@ class DiledCLI(LightningCLI):
         return trainer
 
     def before_predict(self) -> None:
-        options: PredictOptions = self.config_init.predict.prediction
+        # options left unset take the modality's defaults (e.g. image interpolation: lerp, 6 points)
+        options = self.config_init.predict.prediction.resolve(self.datamodule.prediction_defaults)
+        self.config_init.predict.prediction = options
+        for name in UNSET_DEFAULTS:  # the config.yaml saved beside the predictions shows the values used
+            self.config.predict.prediction[name] = getattr(options, name)
         prepare_output_dir(Path(options.output_dir), options.task, overwrite=options.overwrite)
         if not self.config.predict.get("ckpt_path"):
             warnings.warn(

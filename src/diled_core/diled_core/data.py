@@ -62,6 +62,10 @@ class DiledDataModule(LightningDataModule):
 
     #: short name of the modality (the entry-point name), stored in checkpoints.
     modality: ClassVar[str] = ""
+    #: the modality's own defaults of ``--prediction.*`` options left unset (``None``) on the command
+    #: line, e.g. ``{"interpolation_mode": "lerp", "interpolation_points": 6}`` (see
+    #: :meth:`~diled_core.predict.PredictOptions.resolve`)
+    prediction_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()

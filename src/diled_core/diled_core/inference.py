@@ -255,9 +255,10 @@ class Inference:
     def on_predict_epoch_start(self) -> None:
         self._pair_offset = 0
         self.predict_attributes = None
-        opts = self.predict_options
+        datamodule = getattr(self.trainer, "datamodule", None)
+        defaults = getattr(datamodule, "prediction_defaults", {})
+        opts = self.predict_options = self.predict_options.resolve(defaults)  # set by hand: unset → defaults
         if opts.task == "transfer":
-            datamodule = getattr(self.trainer, "datamodule", None)
             if datamodule is None:
                 raise ValueError("the transfer task needs the datamodule (its labelled training split)")
             self.predict_attributes = (

@@ -54,6 +54,9 @@ class ImageDataModule(DiledDataModule):
     """
 
     modality = "image"
+    #: ``diled predict --prediction.task interpolate`` as the paper's and DiffAE's interpolation: a line
+    #: between the two images' μ (with the slerp of their inverted pixel noise), at α = 0, 0.2, …, 1
+    prediction_defaults = {"interpolation_mode": "lerp", "interpolation_points": 6}
 
     def __init__(
         self,

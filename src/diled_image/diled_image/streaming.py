@@ -4,7 +4,7 @@
   per image, averaged), and, with ``fid_images > 0``, ``rfid`` (inputs vs reconstructions);
 * generate: ``fid`` of the samples against the reference split;
 * interpolate: ``interp_fid_a0.2`` / ``interp_fid_a0.4``: FID of the decoded points at α = 0.2 / 0.4
-  (with ``interpolation_points: 6``, α = 0, 0.2, …, 1) against the reference split;
+  (``interpolation_points: 6``, the image default: α = 0, 0.2, …, 1) against the reference split;
 * transfer: ``transfer_fid``: FID of the manipulated images against the reference split (how real
   they look; whether they show the target class is :mod:`diled_image.transfer`'s metric).
 

@@ -62,8 +62,9 @@ class PredictionWriter(BasePredictionWriter):
         self._published = False  # metrics.json lists this task's files
 
     def on_predict_epoch_start(self, trainer, pl_module) -> None:
-        task, out_dir = self.options.task, Path(self.options.output_dir)
         dm = trainer.datamodule
+        self.options = self.options.resolve(dm.prediction_defaults)  # as the model's (set by hand: unset)
+        task, out_dir = self.options.task, Path(self.options.output_dir)
         self.files, self.count, self._published = [], 0, False
         with self._writing():
             self.writers = dm.prediction_writers(task, out_dir, trainer.global_rank)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +26,10 @@ class PredictOptions:
         sampler: ddim | ddpm (ancestral, T − 1 steps).
         steps: DDIM steps (also used by inversion and slerp interpolation).
         eta: DDIM η in [0, 1] (0: deterministic).
-        interpolation_points: points per interpolation path (endpoints included).
-        interpolation_mode: slerp (between DDIM-inverted x_T) | lerp (between μ).
+        interpolation_points: points per interpolation path (endpoints included); unset: the
+            modality's default (image: 6, i.e. α = 0, 0.2, …, 1), else 8.
+        interpolation_mode: slerp (between DDIM-inverted x_T) | lerp (between μ); unset: the
+            modality's default (image: lerp, as the paper's and DiffAE's interpolation), else slerp.
         invert: encode also writes the DDIM-inverted code x_T.
         optimise_steps, optimise_lr, optimise_max_distance: gradient ascent of the head in μ space.
         transfer_method: attribute transfer (method.md §4): arithmetic (difference of class means) |
@@ -50,8 +53,8 @@ class PredictOptions:
     sampler: Sampler = "ddim"
     steps: int = 50
     eta: float = 0.0
-    interpolation_points: int = 8
-    interpolation_mode: Literal["slerp", "lerp"] = "slerp"
+    interpolation_points: int | None = None
+    interpolation_mode: Literal["slerp", "lerp"] | None = None
     invert: bool = False
     optimise_steps: int = 100
     optimise_lr: float = 0.05
@@ -64,3 +67,22 @@ class PredictOptions:
     decode: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     overwrite: bool = False
+
+    def resolve(self, defaults: Mapping[str, Any] = {}) -> PredictOptions:  # noqa: B006 (read only)
+        """A copy whose unset (``None``) options take ``defaults`` (a datamodule's
+        ``prediction_defaults``), then :data:`UNSET_DEFAULTS`; options that were set are kept."""
+        unknown = sorted(set(defaults) - set(UNSET_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"prediction_defaults may set {', '.join(UNSET_DEFAULTS)}, not {', '.join(unknown)}"
+            )
+        filled = {
+            name: defaults.get(name, fallback)
+            for name, fallback in UNSET_DEFAULTS.items()
+            if getattr(self, name) is None
+        }
+        return replace(self, **filled)
+
+
+#: the values of the options a modality may default (``None`` in :class:`PredictOptions`) when it does not
+UNSET_DEFAULTS: dict[str, Any] = {"interpolation_points": 8, "interpolation_mode": "slerp"}

@@ -195,6 +195,12 @@ class DataModuleContract:
         assert len(back) == len(records), f"records_from_batch() gave {len(back)} records for {len(records)}"
         assert self.same_records(back, records), "records_from_batch(batch_from_records(r)) differs from r"
 
+    def test_prediction_defaults_are_values_diled_predict_takes(self) -> None:
+        options = PredictOptions().resolve(self.make_datamodule().prediction_defaults)
+        assert options.interpolation_mode in ("slerp", "lerp"), options.interpolation_mode
+        points = options.interpolation_points
+        assert isinstance(points, int) and points >= 2, f"interpolation_points {points!r}: an int >= 2"
+
     def test_model_sizes_are_known_before_setup(self) -> None:
         dm = self.make_datamodule()
         args = {k: getattr(dm, k) for k in inspect.signature(type(dm)).parameters if hasattr(dm, k)}
