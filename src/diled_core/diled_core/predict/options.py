@@ -27,9 +27,9 @@ class PredictOptions:
         steps: DDIM steps (also used by inversion and slerp interpolation).
         eta: DDIM η in [0, 1] (0: deterministic).
         interpolation_points: points per interpolation path (endpoints included); unset: the
-            modality's default (image: 6, i.e. α = 0, 0.2, …, 1), else 8.
+            modality's default (its datamodule's ``prediction_defaults``), else 8.
         interpolation_mode: slerp (between DDIM-inverted x_T) | lerp (between μ); unset: the
-            modality's default (image: lerp, as the paper's and DiffAE's interpolation), else slerp.
+            modality's default, else slerp.
         invert: encode also writes the DDIM-inverted code x_T.
         optimise_steps, optimise_lr, optimise_max_distance: gradient ascent of the head in μ space.
         transfer_method: attribute transfer (method.md §4): arithmetic (difference of class means) |
