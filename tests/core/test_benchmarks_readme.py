@@ -66,3 +66,25 @@ def test_a_quality_benchmark_table_is_rendered_as_printed(tmp_path: Path) -> Non
         "| metric | joint | held-out real |\n|---|---|---|\n| BLEU | 12.5 |  |\n| perplexity | 40.1 | 30.2 |"
         in text
     )
+
+
+def test_an_image_table_whose_columns_do_not_name_the_interpolation_path_is_labelled_with_it(
+    tmp_path: Path,
+) -> None:
+    """Image runs before 2026-11-27 interpolated by slerp without saying so in their columns."""
+    results, readme = tmp_path / "results", tmp_path / "README.md"
+    results.mkdir()
+    arms = {"joint": {"interpolation_mode": "slerp"}, "autoencoder": {"interpolation_mode": "lerp"}}
+    old = {"date": "2026-11-26T07:00", "arms": arms}
+    old["table"] = [["arm", "interp FID-400 0.2"], ["joint", "60.8"]]
+    new = {**old, "table": [["arm", "slerp interp FID-400 0.2"], ["joint", "60.8"]]}
+    lerp = {"arms": {"joint": {"interpolation_mode": "lerp"}}, "table": [["arm", "lerp interp FID-400 0.2"]]}
+    for name, record in (("old", old), ("named", new), ("lerp", lerp)):
+        (results / f"{name}.json").write_text(json.dumps(record))
+    readme.write_text("# x\n\n## Reliability\n")
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--readme", str(readme), "--results", str(results)], check=True
+    )
+    labels = {line.split("`")[1]: line for line in readme.read_text().splitlines() if line.startswith("`")}
+    said = "the diffusion arms interpolate by slerp of DDIM-inverted latents"
+    assert said in labels["old"] and said not in labels["named"] and said not in labels["lerp"]
