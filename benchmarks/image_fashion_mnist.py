@@ -345,7 +345,7 @@ def main() -> None:
         choices=("lerp", "slerp"),
         default="lerp",
         help="the diffusion arms' latent path: lerp of μ (the paper's interpolation FID) or slerp of "
-        "DDIM-inverted latents (diled predict's default)",
+        "DDIM-inverted latents",
     )
     parser.add_argument(
         "--from-results",
@@ -464,7 +464,8 @@ def load_trained(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         saved, arms = record["args"], record["arms"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"error: --from-results {path}: not this benchmark's results JSON ({err})") from None
-    missing = [f"{arm}: {r['checkpoint']}" for arm, r in arms.items() if not Path(r["checkpoint"]).is_file()]
+    gone = [arm for arm, r in arms.items() if not Path(r.get("checkpoint") or "").is_file()]
+    missing = [f"{arm}: {arms[arm].get('checkpoint')}" for arm in gone]
     if missing:
         raise SystemExit(f"error: --from-results {path}: checkpoint(s) gone: {'; '.join(missing)}")
     for key in ("minutes", "stage_one_share", "fit_args"):
