@@ -55,18 +55,19 @@ ABLATION_LINES = [
 
 def training_cost(r: dict) -> list[Line]:
     lines = []
-    for name, c in r["configs"].items():
-        if "skipped" in c or name not in ("paper_gifford", "protein_default"):
+    for c in r["configs"].values():
+        if "skipped" in c:
             continue
+        rates = ", ".join(f"{arm} {c[arm]['samples_per_s']:,.0f}" for arm in ("joint", "autoencoder"))
         lines.append(
             (
-                f"joint / autoencoder step, {c['config']} (FLOP limit {c['flop_limit_ratio']:.2f}×)",
+                f"joint / autoencoder step, {c['config']} (FLOP limit {c['flop_limit_ratio']:.2f}×; "
+                f"samples/s {rates})",
                 span(c["joint_over_autoencoder"]),
             )
         )
-        if name == "paper_gifford":
-            share = 100 * c["joint"]["fraction_of_matmul_peak"]
-            lines.append((f"joint step's GFLOP/s vs matmul peak, {c['config']}", f"{share:.0f} %"))
+        share = 100 * c["joint"]["fraction_of_matmul_peak"]
+        lines.append((f"joint step's GFLOP/s vs matmul peak, {c['config']}", f"{share:.0f} %"))
     for group, label, fast, plain in ABLATION_LINES:
         if group in r.get("ablations", {}):
             ratios = sorted(
@@ -83,13 +84,24 @@ def training_cost(r: dict) -> list[Line]:
     return lines
 
 
+#: the generation metrics shown beside the times, where a run recorded them
+GENERATION_METRICS = ("validity", "uniqueness", "novelty", "diversity")
+
+
 def generation(r: dict) -> list[Line]:
-    rows = r["generation"]
-    pick = next((x["sampler"] for x in rows if x["sampler"] == "ddim-50"), rows[0]["sampler"])
-    timed = ", ".join(
-        f"{x['precision']} {x['seconds']['median']:.1f} s" for x in rows if x["sampler"] == pick
-    )
-    lines = [(f"generate {rows[0]['samples']} samples, {pick.upper()} ({Path(r['config']).name})", timed)]
+    """One line per sampler: the time of each precision, then its generation metrics."""
+    lines = []
+    for sampler in dict.fromkeys(x["sampler"] for x in r["generation"]):
+        rows = [x for x in r["generation"] if x["sampler"] == sampler]
+        value = ", ".join(f"{x['precision']} {x['seconds']['median']:.1f} s" for x in rows)
+        for x in rows:
+            shown = [f"{k} {x['metrics'][k]:.3f}" for k in GENERATION_METRICS if k in x.get("metrics", {})]
+            if shown:
+                value += f"; {x['precision']}: " + ", ".join(shown)
+        if not any(x.get("metrics") for x in rows):
+            value += "; no generation metrics recorded"
+        what = f"generate {rows[0]['samples']} samples, {sampler.upper()} ({Path(r['config']).name})"
+        lines.append((what, value))
     for c in r.get("diffusers", []):
         value = f"{span(c['time_ratio_diled_over_diffusers'])}; {c['relative_diff']:.0e}"
         lines.append(

@@ -88,3 +88,50 @@ def test_an_image_table_whose_columns_do_not_name_the_interpolation_path_is_labe
     labels = {line.split("`")[1]: line for line in readme.read_text().splitlines() if line.startswith("`")}
     said = "the diffusion arms interpolate by slerp of DDIM-inverted latents"
     assert said in labels["old"] and said not in labels["named"] and said not in labels["lerp"]
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_performance", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generation_lines_give_every_sampler_with_its_metrics_or_say_there_are_none() -> None:
+    script = load_script()
+    seconds = {"median": 2.0, "min": 2.0, "max": 2.0}
+    rows = [
+        {"sampler": "ddim-50", "precision": "fp32", "samples": 8, "seconds": seconds, "metrics": {}},
+        {"sampler": "ddim-10", "precision": "fp32", "samples": 8, "seconds": seconds},
+        {"sampler": "ddim-10", "precision": "bf16", "samples": 8, "seconds": {**seconds, "median": 1.0}},
+    ]
+    rows[2]["metrics"] = {"validity": 0.5, "novelty": 1.0, "count": 8.0}
+    lines = dict(script.generation({"config": "configs/x.yaml", "generation": rows}))
+    assert lines["generate 8 samples, DDIM-50 (x.yaml)"] == "fp32 2.0 s; no generation metrics recorded"
+    assert lines["generate 8 samples, DDIM-10 (x.yaml)"] == (
+        "fp32 2.0 s, bf16 1.0 s; bf16: validity 0.500, novelty 1.000"
+    )
+
+
+def test_training_cost_lines_give_every_config_measured() -> None:
+    script = load_script()
+
+    def config(name: str, ratio: float) -> dict:
+        arm = {"samples_per_s": 100.0, "fraction_of_matmul_peak": 0.25}
+        return {
+            "config": f"configs/{name}.yaml",
+            "flop_limit_ratio": 1.5,
+            "joint": arm,
+            "autoencoder": {"samples_per_s": 150.0},
+            "joint_over_autoencoder": {"median": ratio, "min": ratio, "max": ratio, "n": 1},
+        }
+
+    record = {"configs": {"a": config("a", 1.2), "b": config("b", 3.0), "c": {"skipped": "no data"}}}
+    lines = dict(script.training_cost(record))
+    key = "joint / autoencoder step, configs/{} (FLOP limit 1.50×; samples/s joint 100, autoencoder 150)"
+    assert lines[key.format("a.yaml")] == "1.20×"
+    assert lines[key.format("b.yaml")] == "3.00×"
+    assert lines["joint step's GFLOP/s vs matmul peak, configs/b.yaml"] == "25 %"
+    assert not any("c.yaml" in what for what in lines)
