@@ -464,8 +464,8 @@ def load_trained(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         saved, arms = record["args"], record["arms"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"error: --from-results {path}: not this benchmark's results JSON ({err})") from None
-    gone = [arm for arm, r in arms.items() if not Path(r.get("checkpoint") or "").is_file()]
-    missing = [f"{arm}: {arms[arm].get('checkpoint')}" for arm in gone]
+    found = {arm: r.get("checkpoint") for arm, r in arms.items()}
+    missing = [f"{arm}: {ckpt}" for arm, ckpt in found.items() if not Path(ckpt or "").is_file()]
     if missing:
         raise SystemExit(f"error: --from-results {path}: checkpoint(s) gone: {'; '.join(missing)}")
     for key in ("minutes", "stage_one_share", "fit_args"):

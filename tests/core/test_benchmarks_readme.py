@@ -101,13 +101,15 @@ def load_script():
 
 def test_generation_lines_give_every_sampler_with_its_metrics_or_say_there_are_none() -> None:
     script = load_script()
-    seconds = {"median": 2.0, "min": 2.0, "max": 2.0}
+    def row(sampler: str, precision: str, seconds: float, **extra) -> dict:
+        timed = {"median": seconds, "min": seconds, "max": seconds}
+        return {"sampler": sampler, "precision": precision, "samples": 8, "seconds": timed, **extra}
+
     rows = [
-        {"sampler": "ddim-50", "precision": "fp32", "samples": 8, "seconds": seconds, "metrics": {}},
-        {"sampler": "ddim-10", "precision": "fp32", "samples": 8, "seconds": seconds},
-        {"sampler": "ddim-10", "precision": "bf16", "samples": 8, "seconds": {**seconds, "median": 1.0}},
+        row("ddim-50", "fp32", 2.0, metrics={}),
+        row("ddim-10", "fp32", 2.0),
+        row("ddim-10", "bf16", 1.0, metrics={"validity": 0.5, "novelty": 1.0, "count": 8.0}),
     ]
-    rows[2]["metrics"] = {"validity": 0.5, "novelty": 1.0, "count": 8.0}
     lines = dict(script.generation({"config": "configs/x.yaml", "generation": rows}))
     assert lines["generate 8 samples, DDIM-50 (x.yaml)"] == "fp32 2.0 s; no generation metrics recorded"
     assert lines["generate 8 samples, DDIM-10 (x.yaml)"] == (
