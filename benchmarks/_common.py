@@ -166,11 +166,18 @@ def collate(datamodule: Any, n: int) -> Batches:
 def quiet_trainer(max_steps: int, pl: Any = None, accelerator: str = "cpu", **opts: Any) -> Any:
     """A one-device ``Trainer`` (CPU unless ``accelerator``) for ``max_steps`` with no logger,
     checkpoints, progress bar, summary or validation. ``pl``: the Lightning namespace
-    (``lightning.pytorch``, or an older ``pytorch_lightning``)."""
+    (``lightning.pytorch``, or an older ``pytorch_lightning``). Under ``lightning.pytorch`` it keeps freed
+    host memory (:class:`diled_core.HostMemory`) unless ``callbacks`` holds a ``HostMemory``."""
+    from diled_core import HostMemory
+
     if pl is None:
         import lightning.pytorch as pl
+    callbacks = list(opts.pop("callbacks", []))
+    if pl.__name__ == "lightning.pytorch" and not any(isinstance(c, HostMemory) for c in callbacks):
+        callbacks.append(HostMemory())  # as the `diled` command adds it
     return pl.Trainer(
         max_steps=max_steps,
+        callbacks=callbacks,
         accelerator=accelerator,
         devices=1,
         logger=False,
@@ -205,7 +212,8 @@ def step_times(
                 torch.cuda.synchronize()
             starts.append(time.perf_counter())
 
-    opts = {"callbacks": [StepTimer()], **(trainer_opts or {})}
+    opts = dict(trainer_opts or {})
+    opts["callbacks"] = [StepTimer(), *opts.get("callbacks", [])]
     trainer = quiet_trainer(steps + 2, pl, accelerator, **opts)
     trainer.fit(model, train_dataloaders=batches)
     gaps = [b - a for a, b in zip(starts, starts[1:])]
