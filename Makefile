@@ -74,6 +74,8 @@ demo: install
 # (image_fashion_mnist about two hours): `make bench-quality`.
 # diffusers is a benchmark-only dependency (generation.py compares its schedulers with diled's samplers).
 QUALITY_BENCH ?= protein_gifford protein_gifford_ceiling text_vader image_fashion_mnist
+# scripts under benchmarks/ that are tools, not benchmarks (the README generator, the seed combiner)
+BENCH_TOOLS := readme_performance combine_runs
 
 define RUN_BENCH
 shopt -s nullglob; mkdir -p benchmarks/results; \
@@ -88,7 +90,7 @@ endef
 
 bench: install
 	$(PIP) install -q $(BENCH_PINS)
-	@$(call RUN_BENCH,$(filter-out $(addprefix benchmarks/,$(addsuffix .py,$(QUALITY_BENCH) readme_performance)),$(wildcard benchmarks/[!_]*.py)))
+	@$(call RUN_BENCH,$(filter-out $(addprefix benchmarks/,$(addsuffix .py,$(QUALITY_BENCH) $(BENCH_TOOLS))),$(wildcard benchmarks/[!_]*.py)))
 
 bench-quality: install-smollm2
 	@$(call RUN_BENCH,$(addprefix benchmarks/,$(addsuffix .py,$(QUALITY_BENCH))))
