@@ -69,6 +69,16 @@ def training_cost(r: dict) -> list[Line]:
         )
         share = 100 * c["joint"]["fraction_of_matmul_peak"]
         lines.append((f"joint step's GFLOP/s vs matmul peak, {c['config']}", f"{share:.0f} %"))
+    if "profile" in r:
+        p = r["profile"]
+        parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in p["ms_per_step"].items())
+        lines.append(
+            (
+                f"joint step under torch.profiler, ms per step, {p['config']}",
+                f"{p['profiled_step_ms']:.0f}: {parts}; the denoiser's matmuls at "
+                f"{p['denoiser_matmul_gflops']:.0f} GFLOP/s",
+            )
+        )
     for group, label, fast, plain in ABLATION_LINES:
         if group in r.get("ablations", {}):
             ratios = sorted(

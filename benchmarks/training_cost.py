@@ -18,6 +18,8 @@ every step vs every 50, the denoiser's skip input unaligned vs zero-padded to 16
 in the dropped warm-up step), dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint
 and autoencoder steps), freed host memory returned to the OS vs kept for reuse
 (``diled_core.HostMemory``: ``release`` vs ``keep``, which every fit here and in ``diled`` uses otherwise).
+A profile of the first config's joint step (``--profile-steps``, :func:`step_profile`) splits its time
+into the denoiser's matmuls (and their GFLOP/s), other matmuls, the optimizer step, the EMA and the rest.
 
     python benchmarks/training_cost.py [--quick] [--repeats 5] [--steps 6] [--skip-ablations]
     python benchmarks/training_cost.py --configs paper_gifford --ablations compile --out /tmp/compile.json
@@ -217,6 +219,75 @@ def training_cost(config: str, args: argparse.Namespace) -> dict:
     return result
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def step_part(event: Any) -> str:
+    """The part of a step a profiler event's self time belongs to, matmuls aside. Lightning runs forward
+    and backward in the closure it passes to ``optimizer.step``, so under torch's ``Optimizer.step``
+    range only the optimizer's fused or foreach kernels (and their children) are the optimizer; a
+    ``_foreach_lerp_`` outside it is diled's EMA update (on a CPU its per-tensor ``lerp_`` calls are
+    children)."""
+    names = []
+    while event is not None:
+        names.append(event.name)
+        event = event.cpu_parent
+    in_optimizer = any(n.startswith("Optimizer.step") for n in names)
+    if in_optimizer and any(n.startswith(("aten::_fused_adam", "aten::_foreach_")) for n in names):
+        return "optimizer"
+    if not in_optimizer and "aten::_foreach_lerp_" in names:
+        return "ema"
+    return "other_ops"
+
+
+def matmul_part(event: Any, width: int) -> str | None:
+    """``denoiser_matmuls`` or ``other_matmuls`` for a matmul event, else None."""
+    if event.name not in MATMULS:
+        return None
+    ours = any(width in shape for shape in event.input_shapes if shape)
+    return "denoiser_matmuls" if ours else "other_matmuls"
+
+
+def step_profile(model: Any, batches: Any, steps: int) -> dict:
+    """Where a training step's time goes: self CPU time per step under ``torch.profiler`` over ``steps``
+    steps (after two untimed ones) of a ``Trainer.fit``, split into the denoiser's matmuls (an input
+    dimension equal to its width; with their GFLOP/s), the other matmuls, the optimizer's kernels, the
+    EMA update and the rest (other ops, and time outside ops): :func:`matmul_part`, :func:`step_part`.
+    The profiler's own cost inflates the many small ops: the parts add up to a slower step than the
+    timed one."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    import lightning.pytorch as pl
+
+    width = max(m.out_features for m in model.denoiser.modules() if isinstance(m, nn.Linear))
+    prof = profile(
+        activities=[ProfilerActivity.CPU],
+        record_shapes=True,
+        with_flops=True,
+        schedule=schedule(wait=1, warmup=1, active=steps),
+    )
+
+    class Step(pl.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            prof.step()
+
+    with prof:
+        step_times(model, batches, steps, {"callbacks": [Step()]})
+    parts = dict.fromkeys(("denoiser_matmuls", "other_matmuls", "optimizer", "ema", "other_ops"), 0.0)
+    denoiser_flops = 0
+    for e in prof.events():
+        part = matmul_part(e, width) or step_part(e)
+        parts[part] += e.self_cpu_time_total
+        denoiser_flops += (e.flops or 0) if part == "denoiser_matmuls" else 0
+    ms = {k: v / 1e3 / steps for k, v in parts.items()}  # profiler times are in microseconds
+    return {
+        "steps": steps,
+        "ms_per_step": ms,
+        "profiled_step_ms": sum(ms.values()),
+        "denoiser_matmul_gflops": denoiser_flops / steps / (ms["denoiser_matmuls"] / 1e3) / 1e9,
+    }
+
+
 def ema_update_only(model: Any, repeats: int) -> dict:
     """The EMA update alone on the config's denoiser: torch's AveragedModel path vs diled's foreach one."""
     from diled_core.module import ema_lerp_
@@ -299,6 +370,13 @@ def table(results: dict) -> str:
             f"denoiser {r['trained_parameters']['denoiser'] / 1e6:.1f}M parameters; weights "
             f"{r['state_dict_mb']['joint']:.0f} MB joint, {r['state_dict_mb']['autoencoder']:.1f} MB AE"
         )
+    if "profile" in results:
+        p = results["profile"]
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in p["ms_per_step"].items())
+        lines.append(
+            f"profile of {p['config']}, ms per step ({p['profiled_step_ms']:.1f} profiled): {parts}; "
+            f"denoiser matmuls at {p['denoiser_matmul_gflops']:.1f} GFLOP/s"
+        )
     for group, variants in results.get("ablations", {}).items():
         for name, v in variants.items():
             s = v.get("step_ms", v)
@@ -317,6 +395,9 @@ def main() -> None:
         "--mm-repeats", type=int, default=30, help="torch.mm repeats per shape (fastest kept)"
     )
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--profile-steps", type=int, default=4, help="steps of the first config profiled (0: none)"
+    )
     parser.add_argument("--skip-ablations", action="store_true")
     parser.add_argument(
         "--ablations", nargs="*", default=list(ABLATIONS), choices=list(ABLATIONS), help="groups to run"
@@ -324,7 +405,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default benchmarks/results/training_cost.json")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.steps, args.mm_repeats = 2, 2, 10
+        args.repeats, args.steps, args.mm_repeats, args.profile_steps = 2, 2, 10, 1
     os.chdir(REPO)  # configs name data relative to the repository root
     import lightning.pytorch  # noqa: F401  (its import sets its logger's level: quiet it afterwards)
 
@@ -341,6 +422,12 @@ def main() -> None:
             print(f"   skipped: {reason}", flush=True)
             results["configs"][name] = {"config": CONFIGS[name], "skipped": reason}
     first = args.configs[0] if args.configs else None
+    if args.profile_steps and first and "skipped" not in results["configs"][first]:
+        print(f"== profile of the joint step of {CONFIGS[first]}", flush=True)
+        model, dm, opts = build(CONFIGS[first])
+        batches = collate(dm, args.profile_steps + 3)
+        results["profile"] = {"config": CONFIGS[first], **step_profile(model, batches, args.profile_steps)}
+        del model
     if not args.skip_ablations and first and "skipped" not in results["configs"][first]:
         print(f"== ablations on {CONFIGS[first]}", flush=True)
         results["ablations"] = ablations(CONFIGS[first], args)

@@ -137,3 +137,19 @@ def test_training_cost_lines_give_every_config_measured() -> None:
     assert lines[key.format("b.yaml")] == "3.00×"
     assert lines["joint step's GFLOP/s vs matmul peak, configs/b.yaml"] == "25 %"
     assert not any("c.yaml" in what for what in lines)
+
+
+def test_the_step_profile_line_gives_every_part_and_the_denoiser_matmul_rate() -> None:
+    parts = {"denoiser_matmuls": 300.4, "other_matmuls": 20.0, "optimizer": 60.0, "ema": 15.0}
+    parts["other_ops"] = 4.6
+    profile = {
+        "config": "configs/p.yaml",
+        "ms_per_step": parts,
+        "profiled_step_ms": 400.0,
+        "denoiser_matmul_gflops": 212.6,
+    }
+    lines = dict(load_script().training_cost({"configs": {}, "profile": profile}))
+    assert lines["joint step under torch.profiler, ms per step, configs/p.yaml"] == (
+        "400: denoiser matmuls 300, other matmuls 20, optimizer 60, ema 15, other ops 5; "
+        "the denoiser's matmuls at 213 GFLOP/s"
+    )
