@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -321,6 +323,14 @@ def test_paper_config_trains_with_stand_in_local_weights(
     assert cli.model.decoder.vocab_size == len(words) and cli.model.encoder.input_vocab_size == 30522
     assert cli.model.decoder.external_state() == [] and cli.model.decoder.pretrained  # freeze: none
     assert main(["fit", *args, "--trainer.default_root_dir", str(tmp_path / "run")]) == 0
+
+
+def test_the_smollm2_export_command_runs_without_a_module_reimport_warning():
+    """`python -m diled_text.smollm2` must not be imported by the package first (runpy's RuntimeWarning
+    "found in sys.modules after import of package")."""
+    command = [sys.executable, "-W", "error::RuntimeWarning", "-m", "diled_text.smollm2", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0 and "out_dir" in done.stdout, done.stderr
 
 
 @pytest.mark.slow

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from diled_core import Batch, RatioOf
 from torch import Tensor, nn
 
-from .smollm2 import export_smollm2, smollm2_package_dir
 from .tokenizer import load_local, model_slug, resolve_model_path
 
 __all__ = [
@@ -79,6 +78,9 @@ def resolve_reference_lm(spec: str | None) -> ReferenceChoice | None:
         return None
     if spec != DEFAULT_REFERENCE_LM:
         return ReferenceChoice(resolve_model_path(spec), model_slug(spec))
+    # imported here: the package must not import it, or `python -m diled_text.smollm2` warns
+    from .smollm2 import export_smollm2, smollm2_package_dir
+
     try:
         smollm2_package_dir()
     except ModuleNotFoundError as err:
