@@ -166,18 +166,11 @@ def collate(datamodule: Any, n: int) -> Batches:
 def quiet_trainer(max_steps: int, pl: Any = None, accelerator: str = "cpu", **opts: Any) -> Any:
     """A one-device ``Trainer`` (CPU unless ``accelerator``) for ``max_steps`` with no logger,
     checkpoints, progress bar, summary or validation. ``pl``: the Lightning namespace
-    (``lightning.pytorch``, or an older ``pytorch_lightning``). Under ``lightning.pytorch`` it keeps freed
-    host memory (:class:`diled_core.HostMemory`) unless ``callbacks`` holds a ``HostMemory``."""
-    from diled_core import HostMemory
-
+    (``lightning.pytorch``, or an older ``pytorch_lightning``)."""
     if pl is None:
         import lightning.pytorch as pl
-    callbacks = list(opts.pop("callbacks", []))
-    if pl.__name__ == "lightning.pytorch" and not any(isinstance(c, HostMemory) for c in callbacks):
-        callbacks.append(HostMemory())  # as the `diled` command adds it
     return pl.Trainer(
         max_steps=max_steps,
-        callbacks=callbacks,
         accelerator=accelerator,
         devices=1,
         logger=False,

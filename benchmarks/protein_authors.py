@@ -16,9 +16,8 @@ Adam (lr 2e-5, no clipping), batch 128 of gifford CDR3s (20 residues with J padd
 ``Trainer.fit`` per model over batches collated once (their Lightning is ``pytorch_lightning``, ours
 ``lightning``; a step is one ``on_train_batch_start`` to the next, the first dropped). Reported: step
 times (median, min-max) and the ratios diled / authors per repeat. Target: diled's joint step <= 0.8×
-the authors'. Both codes run with freed host memory kept in the process (``diled_core.HostMemory``,
-as ``diled fit`` sets it; set for the whole process here, so their steps get it too). Their ``wandb``
-import (a logger the timed steps never call) gets an empty stand-in module when wandb is not installed.
+the authors'. Their ``wandb`` import (a logger the timed steps never call) gets an empty stand-in module
+when wandb is not installed.
 
 Without ``DILED_AUTHORS_CODE`` (or when their code does not import) the script says so and prints the
 last recorded figures with their date. Writes ``benchmarks/results/protein_authors.json``.
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diled_core import set_host_memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
@@ -135,7 +133,6 @@ def count(module: torch.nn.Module) -> int:
 
 def measure(folder: str, config: str, args: argparse.Namespace) -> dict:
     models, data_utils, pl, notes = import_authors(folder)
-    set_host_memory("keep")  # process-wide: their Trainer (pytorch_lightning) takes no diled callback
     hp = argparse.Namespace(**AUTHORS_HPARAMS)
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):  # their constructors print the decoder's layers

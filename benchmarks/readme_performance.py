@@ -50,7 +50,6 @@ ABLATION_LINES = [
     ("dropout_autoencoder", "autoencoder step, RandDropout / nn.Dropout masks", "rand_dropout", "nn_dropout"),
     ("skip_align", "joint step, SkipMLP skip input aligned to 16 columns / unaligned", "align_16", "align_1"),
     ("compile", "joint step, denoiser through torch.compile / eager", "compiled", "eager"),
-    ("host_memory", "joint step, freed host memory kept / returned to the OS", "keep", "release"),
 ]
 
 

@@ -16,8 +16,7 @@ the update alone: torch's ``AveragedModel.update_parameters`` vs diled's foreach
 every step vs every 50, the denoiser's skip input unaligned vs zero-padded to 16 columns (SkipMLP
 ``align``), the denoiser eager vs through ``torch.compile`` (``compile_denoiser``; the compilation falls
 in the dropped warm-up step), dropout masks from ``nn.Dropout`` vs ``diled_core.RandDropout`` (joint
-and autoencoder steps), freed host memory returned to the OS vs kept for reuse
-(``diled_core.HostMemory``: ``release`` vs ``keep``, which every fit here and in ``diled`` uses otherwise).
+and autoencoder steps).
 A profile of the first config's joint step (``--profile-steps``, :func:`step_profile`) splits its time
 into the denoiser's matmuls (and their GFLOP/s), other matmuls, the optimizer step, the EMA and the rest.
 
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diled_core import HostMemory
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -102,10 +100,6 @@ ABLATIONS = {  # group -> variant -> CLI overrides of the paper config (joint)
     "compile": {  # the denoiser eager or through torch.compile (inductor; the first step compiles, untimed)
         "eager": ["--model.compile_denoiser", "false"],
         "compiled": ["--model.compile_denoiser", "true"],
-    },
-    "host_memory": {  # glibc's malloc: freed blocks back to the OS or kept (trainer callback, no overrides)
-        "release": [],
-        "keep": [],
     },
     "dropout_autoencoder": {  # the same in the autoencoder step, where dropout is a larger share
         "nn_dropout": ["--model.encoder.init_args.fast_dropout", "false", "--model.training", "autoencoder"],
@@ -328,8 +322,6 @@ def ablations(config: str, args: argparse.Namespace) -> dict:
         built = {}
         for name, overrides in variants.items():
             model, dm, opts = build(config, *overrides)
-            if group == "host_memory":
-                opts = {**opts, "callbacks": [HostMemory(name)]}
             built[name] = (model, collate(dm, args.steps + 3), opts)
         out[group] = compare(built, args.repeats, args.steps)
         if group == "optimizer":

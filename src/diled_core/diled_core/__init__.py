@@ -30,7 +30,6 @@ from .dropout import RandDropout, use_rand_dropout
 from .diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
 from .diffusion_decoder import DiffusionDecoder
 from .errors import DataError, data_error, parse_number
-from .host_memory import HostMemory, set_host_memory
 from .interpolation import lerp, slerp
 from .io import atomic_write
 from .latent_norm import GroupWhiten, LatentNorm, latent_norm
@@ -67,7 +66,6 @@ __all__ = [
     "Encoder",
     "GroupWhiten",
     "Guidance",
-    "HostMemory",
     "LatentNorm",
     "MeanOf",
     "Modality",
@@ -107,7 +105,6 @@ __all__ = [
     "rank_file",
     "rec_weight",
     "sample_timesteps",
-    "set_host_memory",
     "slerp",
     "trainable_groups",
     "use_rand_dropout",

@@ -23,7 +23,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpoints import AtomicCheckpointIO, CheckpointError, CheckpointSaveError, check_fits, read_checkpoint
 from .data import DiledDataModule
-from .host_memory import HostMemory
 from .module import DiLED, NonFiniteLossError
 from .predict import PredictionWriter, PredictOptions
 from .predict.options import UNSET_DEFAULTS
@@ -63,8 +62,7 @@ _DESCRIPTION = (
 
 class DiledCLI(LightningCLI):
     """LightningCLI with diled's defaults: checkpoints with ``last.ckpt``, TensorBoard logs under ``runs/``,
-    safe checkpoint loading, freed host memory kept for reuse (:class:`~diled_core.HostMemory`), and the
-    ``--prediction.*`` options of ``diled predict``."""
+    safe checkpoint loading, and the ``--prediction.*`` options of ``diled predict``."""
 
     def __init__(self, args: Any = None, run: bool = True) -> None:
         load_modalities()  # import the plugins so configs can name their classes
@@ -147,8 +145,6 @@ class DiledCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         if self.subcommand == "fit":
             trainer.callbacks.append(SaveOnSigterm())
-        if not any(isinstance(c, HostMemory) for c in trainer.callbacks):  # a user's own mode wins
-            trainer.callbacks.append(HostMemory())
         return trainer
 
     def before_predict(self) -> None:
