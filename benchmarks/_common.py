@@ -53,6 +53,12 @@ def run_child(cmd: list[str], **popen: Any) -> None:
         raise subprocess.CalledProcessError(code, cmd)
 
 
+def max_time(minutes: float) -> str:
+    """``--trainer.max_time`` for a budget in minutes (at least one second): Lightning's DD:HH:MM:SS."""
+    seconds = max(1, round(minutes * 60))
+    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 # ------------------------------------------------------------------------------ the machine
 def cpu_model() -> str:
     try:

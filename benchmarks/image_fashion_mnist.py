@@ -58,7 +58,16 @@ import yaml
 from lightning.pytorch import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine_info, run_child, start_run, table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    REPO,
+    RESULTS,
+    machine_info,
+    max_time,
+    run_child,
+    start_run,
+    table,
+    write_results,
+)
 
 CONFIGS = REPO / "configs" / "image"
 ARMS = {
@@ -102,7 +111,6 @@ def train(arm: str, minutes: float, root: Path, share: float, fit_args: str = ""
         ]
     model = {"training": mode} | ({"stage_one_steps": 10**12} if mode == "two_stage" else {})
     overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}, "model": model}))
-    seconds = int(round(minutes * 60))
     start = time.time()
     run_child(
         [
@@ -119,7 +127,7 @@ def train(arm: str, minutes: float, root: Path, share: float, fit_args: str = ""
             "--trainer.enable_progress_bar",
             "false",
             "--trainer.max_time",
-            f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+            max_time(minutes),
             *shlex.split(fit_args),
         ],
         cwd=REPO,

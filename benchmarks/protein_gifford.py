@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_child  # noqa: E402
+from _common import max_time, run_child  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "protein" / "gifford_cpu.yaml"
@@ -88,7 +88,7 @@ def run_mode(mode: str, minutes: float, data: Path, root: Path, stage_one_steps:
         str(run_root),
         *data_args,
         "--trainer.max_time",
-        f"00:00:{int(minutes)}:{int(minutes % 1 * 60):02d}",
+        max_time(minutes),
         "--model.training",
         training,
         *overrides,

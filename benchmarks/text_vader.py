@@ -40,7 +40,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, load_avg, machine_info, run_child, start_run  # noqa: E402
+from _common import REPO, load_avg, machine_info, max_time, run_child, start_run  # noqa: E402
 
 CONFIG = REPO / "configs" / "text" / "vader_cpu.yaml"
 ARMS = ("joint", "two_stage", "autoencoder")
@@ -69,11 +69,6 @@ ROWS = [
 
 def diled(*args: str) -> None:
     run_child([sys.executable, "-m", "diled_core.cli", *args], cwd=REPO)
-
-
-def max_time(minutes: float) -> str:
-    seconds = max(1, round(minutes * 60))
-    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def fit(arm: str, args: argparse.Namespace, stage_one: int) -> tuple[Path, float]:
