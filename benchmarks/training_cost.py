@@ -242,7 +242,7 @@ def matmul_part(event: Any, width: int) -> str | None:
     return "denoiser_matmuls" if ours else "other_matmuls"
 
 
-def step_profile(model: Any, batches: Any, steps: int) -> dict:
+def step_profile(model: Any, batches: Any, steps: int, trainer_opts: dict) -> dict:
     """Where a training step's time goes: self CPU time per step under ``torch.profiler`` over ``steps``
     steps (after two untimed ones) of a ``Trainer.fit``, split into the denoiser's matmuls (an input
     dimension equal to its width; with their GFLOP/s), the other matmuls, the optimizer's kernels, the
@@ -266,7 +266,7 @@ def step_profile(model: Any, batches: Any, steps: int) -> dict:
             prof.step()
 
     with prof:
-        step_times(model, batches, steps, {"callbacks": [Step()]})
+        step_times(model, batches, steps, {**trainer_opts, "callbacks": [Step()]})
     parts = dict.fromkeys(("denoiser_matmuls", "other_matmuls", "optimizer", "ema", "other_ops"), 0.0)
     denoiser_flops = 0
     for e in prof.events():
@@ -418,7 +418,8 @@ def main() -> None:
         print(f"== profile of the joint step of {CONFIGS[first]}", flush=True)
         model, dm, opts = build(CONFIGS[first])
         batches = collate(dm, args.profile_steps + 3)
-        results["profile"] = {"config": CONFIGS[first], **step_profile(model, batches, args.profile_steps)}
+        profile = step_profile(model, batches, args.profile_steps, opts)  # the timed steps' precision, clipping
+        results["profile"] = {"config": CONFIGS[first], **profile}
         del model
     if not args.skip_ablations and first and "skipped" not in results["configs"][first]:
         print(f"== ablations on {CONFIGS[first]}", flush=True)
