@@ -418,7 +418,7 @@ def main() -> None:
         print(f"== profile of the joint step of {CONFIGS[first]}", flush=True)
         model, dm, opts = build(CONFIGS[first])
         batches = collate(dm, args.profile_steps + 3)
-        profile = step_profile(model, batches, args.profile_steps, opts)  # the timed steps' precision, clipping
+        profile = step_profile(model, batches, args.profile_steps, opts)  # as timed
         results["profile"] = {"config": CONFIGS[first], **profile}
         del model
     if not args.skip_ablations and first and "skipped" not in results["configs"][first]:
