@@ -259,7 +259,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compare", nargs="*", default=["ddpm", "ddim-50", "ddim-10"], choices=SAMPLERS)
-    parser.add_argument("--compare-samples", type=int, default=128)
+    parser.add_argument(
+        "--compare-samples", type=int, default=32, help="one batch (small: per-step overhead shows more)"
+    )
     parser.add_argument("--compare-repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

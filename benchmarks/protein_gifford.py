@@ -24,6 +24,7 @@ Prints a table and writes ``benchmarks/results/protein_gifford.json``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import random
 import statistics
@@ -34,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import max_time, run_child  # noqa: E402
+from _common import cpu_model, max_time, run_child  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "protein" / "gifford_cpu.yaml"
@@ -127,6 +128,8 @@ def run_mode(mode: str, minutes: float, data: Path, root: Path, stage_one_steps:
     seqs = ProteinVocab().decode(tokens.cpu())
     return {
         "mode": mode,
+        "date": datetime.date.today().isoformat(),  # rows of earlier runs are kept: say where each ran
+        "machine": f"{cpu_model()} x{torch.get_num_threads()}",
         "fit_seconds": round(fit_seconds, 1),
         "optimizer_steps": steps,
         "token_accuracy": metrics["reconstruct"]["token_accuracy"],
@@ -190,10 +193,13 @@ def main() -> None:
         "median_min_hamming_to_train",
         "diversity_mean_pairwise_hamming",
         "generate_256_seconds",
+        "date",
+        "machine",
     ]
     print("\n" + " | ".join(cols))
     for row in rows:
-        print(" | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+        cells = [row.get(c, "not recorded") for c in cols]
+        print(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
     print(
         "real test sequences (256) | - | - | - | - | "
         + " | ".join(
