@@ -22,7 +22,8 @@ whose output layer is re-initialised, so that the two samplers are compared on a
     python benchmarks/generation.py [--quick] [--ckpt RUN/checkpoints/last.ckpt] [--fit-steps 200]
 
 The full run (1,000 samples; DDPM is 999 passes of a 79.6M-parameter network over the whole batch) takes
-about half an hour on two CPU cores (29 minutes on 2026-11-27); ``--quick`` (32 samples, DDIM-20/10) a few minutes.
+about half an hour on two CPU cores (29 minutes on 2026-11-27); ``--quick`` (32 samples, DDIM-20/10) a
+few minutes.
 
 Prints two tables and writes ``benchmarks/results/generation.json``.
 """
