@@ -52,6 +52,7 @@ from _common import (  # noqa: E402
     interleave,
     quiet_trainer,
     ratio_summary,
+    read_results,
     start_run,
     summary,
     table,
@@ -246,6 +247,57 @@ def compare_rows(model: Any, args: argparse.Namespace) -> tuple[list[dict], str]
 
 
 # ------------------------------------------------------------------------------ report
+def report(results: dict) -> str:
+    """The generation table, the diffusers comparison table (when it ran) and the notes of ``results``."""
+    parts = []
+    if results["generation"]:
+        parts.append(
+            table(
+                [
+                    "sampler",
+                    "precision",
+                    "samples",
+                    "seconds median [min-max]",
+                    "samples/s",
+                    "validity",
+                    "uniqueness",
+                    "novelty",
+                    "diversity",
+                ],
+                [
+                    [r["sampler"], r["precision"], r["samples"], fmt(r["seconds"])]
+                    + [f"{r['samples_per_s']:.1f}"]
+                    + [
+                        f"{r['metrics'].get(k, float('nan')):.3f}"
+                        for k in ("validity", "uniqueness", "novelty", "diversity")
+                    ]
+                    for r in results["generation"]
+                ],
+            )
+        )
+    if results["diffusers"]:
+        parts.append(
+            table(
+                ["sampler", "samples", "diled s", "diffusers s"]
+                + ["time diled/diffusers", "max|Δ|/RMS", "same"],
+                [
+                    [
+                        r["sampler"],
+                        r["samples"],
+                        fmt(r["diled_s"], digits=3),
+                        fmt(r["diffusers_s"], digits=3),
+                        fmt(r["time_ratio_diled_over_diffusers"]),
+                        f"{r['relative_diff']:.1e}",
+                        r["same_samples"],
+                    ]
+                    for r in results["diffusers"]
+                ],
+            )
+        )
+    parts += [f"note: {note}" for note in results["notes"]]
+    return "\n\n".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 samples, DDIM-20/10, a 2-step fit")
@@ -281,72 +333,35 @@ def main() -> None:
     run = start_run(args)
     print(f"config {args.config}", flush=True)
 
-    model, dm, source = load_model(args)
+    from diled_core import DataError
+
+    try:
+        model, dm, source = load_model(args)
+    except DataError as err:  # e.g. ../shared/data absent on this machine: no traceback, no results written
+        previous = read_results("generation")
+        last = f"the last recorded figures ({previous['date']}, {previous['config']}):" if previous else ""
+        print(f"generation: skipped, {args.config}'s data cannot be read: {err}")
+        print(last or "no recorded figures yet")
+        if previous:
+            print(report(previous))
+        return
     bf16 = cpu_supports_bf16() if model.device.type == "cpu" else torch.cuda.is_bf16_supported()
     precisions = [p for p in args.precisions if p == "fp32" or bf16]
     notes = (
         [] if bf16 or "bf16" not in args.precisions else ["bf16: this machine has no bf16 kernels, skipped"]
     )
     rows = generation_rows(model, dm, args, precisions)
-    print(
-        table(
-            [
-                "sampler",
-                "precision",
-                "samples",
-                "seconds median [min-max]",
-                "samples/s",
-                "validity",
-                "uniqueness",
-                "novelty",
-                "diversity",
-            ],
-            [
-                [r["sampler"], r["precision"], r["samples"], fmt(r["seconds"]), f"{r['samples_per_s']:.1f}"]
-                + [
-                    f"{r['metrics'].get(k, float('nan')):.3f}"
-                    for k in ("validity", "uniqueness", "novelty", "diversity")
-                ]
-                for r in rows
-            ],
-        )
-    )
+    print(report({"generation": rows, "diffusers": [], "notes": []}), flush=True)
     try:
         import diffusers
     except ImportError:
-        compare, which = [], None
+        compare: list[dict] = []
         notes.append("diffusers is not installed (pip install diffusers): the sampler comparison is skipped")
     else:
         compare, which = compare_rows(model, args)
         notes.append(f"diffusers {diffusers.__version__}; denoiser: {which}")
-        print(
-            "\n"
-            + table(
-                [
-                    "sampler",
-                    "samples",
-                    "diled s",
-                    "diffusers s",
-                    "time diled/diffusers",
-                    "max|Δ|/RMS",
-                    "same",
-                ],
-                [
-                    [
-                        r["sampler"],
-                        r["samples"],
-                        fmt(r["diled_s"], digits=3),
-                        fmt(r["diffusers_s"], digits=3),
-                        fmt(r["time_ratio_diled_over_diffusers"]),
-                        f"{r['relative_diff']:.1e}",
-                        r["same_samples"],
-                    ]
-                    for r in compare
-                ],
-            )
-        )
-    for note in notes:
-        print(f"note: {note}")
+        print("\n" + report({"generation": [], "diffusers": compare, "notes": []}))
+    print("\n".join(f"note: {note}" for note in notes))
     write_results(
         "generation",
         run,
