@@ -19,8 +19,9 @@ times (median, min-max) and the ratios diled / authors per repeat. Target: diled
 the authors'. Their ``wandb`` import (a logger the timed steps never call) gets an empty stand-in module
 when wandb is not installed.
 
-Without ``DILED_AUTHORS_CODE`` (or when their code does not import) the script says so and prints the
-last recorded figures with their date. Writes ``benchmarks/results/protein_authors.json``.
+Without ``DILED_AUTHORS_CODE``, when their code does not import, or without the gifford data in
+``../shared/data/protein`` (both sides train on it), the script says so and prints the last recorded
+figures with their date. Writes ``benchmarks/results/protein_authors.json``.
 """
 
 from __future__ import annotations
@@ -114,17 +115,16 @@ def import_authors(folder: str) -> tuple[Any, Any, Any, list[str]]:
     return models, data_utils, pytorch_lightning, notes
 
 
-def authors_batches(data_utils: Any, folder: str, n: int, batch_size: int) -> tuple[Batches, str]:
+def authors_batches(data_utils: Any, n: int, batch_size: int) -> Batches:
     import pandas as pd
 
-    path = GIFFORD if GIFFORD.is_file() else Path(folder) / "data" / "gifford_data" / "train_data.csv"
-    seqs, fitness = data_utils.load_raw_giff_data(pd.read_csv(path))
+    seqs, fitness = data_utils.load_raw_giff_data(pd.read_csv(GIFFORD))
     order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(0))
     batches = []
     for i in range(n):
         idx = order[i * batch_size : (i + 1) * batch_size]
         batches.append((seqs[idx], seqs[idx], fitness[idx]))  # their 'recon' task: (data, targets, fitness)
-    return Batches(batches), str(path)
+    return Batches(batches)
 
 
 def count(module: torch.nn.Module) -> int:
@@ -140,7 +140,7 @@ def measure(folder: str, config: str, args: argparse.Namespace) -> dict:
             "authors_joint": models.RelsoDiffusion(hparams=hp),
             "authors_autoencoder": models.RelsoVAE(hparams=hp),
         }
-    their_batches, data_path = authors_batches(data_utils, folder, args.steps + 3, hp.batch_size)
+    their_batches = authors_batches(data_utils, args.steps + 3, hp.batch_size)
     joint, dm, opts = build(config)
     ae, _, _ = build(config, "--model.training", "autoencoder")
     ours = collate(dm, args.steps + 3)
@@ -159,7 +159,7 @@ def measure(folder: str, config: str, args: argparse.Namespace) -> dict:
     medians = {k: [summary(b)["median"] for b in v] for k, v in blocks.items()}
     return {
         "authors_code": folder,
-        "data": data_path,
+        "data": str(GIFFORD),
         "config": config,
         "batch_size": hp.batch_size,
         "parameters": {
@@ -203,16 +203,21 @@ def main() -> None:
         args.repeats, args.steps = 1, 2
     folder = os.environ.get("DILED_AUTHORS_CODE")
     previous = read_results("protein_authors")
-    last = f"the last recorded figures ({previous['date']})" if previous else "no recorded figures yet"
-    if not folder or not (Path(folder) / "codes" / "nn" / "models.py").is_file():
-        where = "unset" if not folder else f"{folder}, which has no codes/nn/models.py"
-        print(
-            f"DILED_AUTHORS_CODE is {where}: export the authors' Protein/ folder (github guangyliu/EDDPM) "
-            f"and name it there; {last}."
-        )
+
+    def skip(reason: str) -> None:
+        last = f"the last recorded figures ({previous['date']}):" if previous else "no recorded figures yet."
+        print(f"{reason}; {last}")
         if previous:
             report(previous)
-        return
+
+    if not folder or not (Path(folder) / "codes" / "nn" / "models.py").is_file():
+        where = "unset" if not folder else f"{folder}, which has no codes/nn/models.py"
+        return skip(
+            f"DILED_AUTHORS_CODE is {where}: export the authors' Protein/ folder (github guangyliu/EDDPM) "
+            "and name it there"
+        )
+    if not GIFFORD.is_file():
+        return skip(f"{GIFFORD} is absent (both sides train on it; ../shared/data/README.md)")
     os.chdir(REPO)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -224,10 +229,7 @@ def main() -> None:
     try:
         result = measure(folder, config, args)
     except ImportError as err:
-        print(f"the authors' code in {folder} does not import ({type(err).__name__}: {err}); {last}.")
-        if previous:
-            report(previous)
-        return
+        return skip(f"the authors' code in {folder} does not import ({type(err).__name__}: {err})")
     report(result)
     write_results("protein_authors", run, result)
 
