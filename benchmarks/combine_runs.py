@@ -7,10 +7,14 @@ another seed (e.g. ``--fit-args '--seed_everything 1'``), then combine the resul
     python benchmarks/combine_runs.py benchmarks/results/text_vader_seeds/seed{0,1,2}.json \
         --out benchmarks/results/text_vader_seeds.json
 
-Columns (arms) and rows (metrics) are those every run has, in the first run's order. A numeric cell
-becomes ``median [min–max]``, or the value where every run agrees; text cells are kept where they
-agree and joined with `` / `` where they do not. The output records each run's file, date, machine
-and ``fit_args``; ``readme_performance.py`` labels the table with them.
+Columns and rows are those of any run, in the first run's order (the others slotted in where their
+run has them), so a run of one arm (e.g. ``--arms two_stage`` with the seed of an earlier ``--arms
+joint`` run) counts for that arm alone.
+Each cell is combined over the runs whose table has its row and column: a numeric cell becomes
+``median [min–max]``, or the value where those runs agree; text cells are kept where they agree and
+joined with `` / `` where they do not. The output records each run's file, date, machine,
+``fit_args`` and the rows and columns its table ``lacks``; ``readme_performance.py`` labels the table
+with them.
 """
 
 from __future__ import annotations
@@ -47,15 +51,33 @@ def combine_cells(cells: list[str]) -> str:
 
 
 def combine_tables(tables: list[list[list[str]]]) -> list[list[str]]:
-    """Tables (a header row, then rows whose first cell is the label) combined cell by cell."""
-    headers = [t[0] for t in tables]
-    columns = [c for c in headers[0][1:] if all(c in h[1:] for h in headers[1:])]
+    """Tables (a header row, then rows whose first cell is the label) combined cell by cell over the
+    tables that have the cell's row and column."""
+    columns = first_seen(t[0][1:] for t in tables)
     by_label = [{row[0]: dict(zip(t[0][1:], row[1:])) for row in t[1:]} for t in tables]
-    rows = [[headers[0][0], *columns]]
-    for label in by_label[0]:
-        if all(label in rows_of for rows_of in by_label[1:]):
-            rows.append([label, *(combine_cells([r[label][c] for r in by_label]) for c in columns)])
+    rows = [[tables[0][0][0], *columns]]
+    for label in first_seen(by_label):
+        cells = [[r[label][c] for r in by_label if c in r.get(label, {})] for c in columns]
+        rows.append([label, *(combine_cells(c) if c else "" for c in cells)])
     return rows
+
+
+def first_seen(groups) -> list[str]:
+    """The labels of all ``groups`` (iterables of labels), each once: the first group's order, and a
+    label the earlier groups lack placed before the next label of its group that is already placed."""
+    order: list[str] = []
+    for group in map(list, groups):
+        for i, label in enumerate(group):
+            if label not in order:
+                after = next((x for x in group[i + 1 :] if x in order), None)
+                order.insert(order.index(after) if after is not None else len(order), label)
+    return order
+
+
+def lacks(table: list[list[str]], combined: list[list[str]]) -> list[str]:
+    """The combined table's row labels and columns that ``table`` does not have."""
+    have = {row[0] for row in table[1:]} | set(table[0][1:])
+    return [x for x in [*(row[0] for row in combined[1:]), *combined[0][1:]] if x not in have]
 
 
 def combine(paths: list[Path]) -> dict[str, Any]:
@@ -78,6 +100,10 @@ def combine(paths: list[Path]) -> dict[str, Any]:
         }
         for path, r in zip(paths, records)
     ]
+    combined = combine_tables([r["table"] for r in records])
+    for run, record in zip(runs, records):
+        if missing := lacks(record["table"], combined):
+            run["lacks"] = missing
     out: dict[str, Any] = {"date": max(str(r.get("date", "")) for r in records), "runs": runs}
     machines = [r.get("machine") or {} for r in records]
     if len({(m.get("cpu_model"), m.get("cpu_count"), m.get("gpu")) for m in machines}) == 1:
@@ -89,7 +115,7 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     minutes = {(r.get("args") or {}).get("minutes") for r in records}
     if len(minutes) == 1:
         out["args"] = {"minutes": minutes.pop()}
-    out["table"] = combine_tables([r["table"] for r in records])
+    out["table"] = combined
     return out
 
 

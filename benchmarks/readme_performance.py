@@ -210,7 +210,7 @@ def quality(stem: str, r: dict) -> list[str]:
     whose arms were trained and decoded elsewhere (``trained_and_decoded_on``, e.g. a lent GPU) or whose
     perplexities were scored elsewhere (``ppl_scored_on``) says so, and the label names the minutes per arm
     and the extra ``fit_args`` where the run had them; a table of several runs (``runs``, from
-    ``combine_runs.py``) names each run's ``fit_args``."""
+    ``combine_runs.py``) names each run's ``fit_args`` and the rows or columns it ``lacks``."""
     date, machine = run_label(r)
     if elsewhere := r.get("trained_and_decoded_on"):
         where = (
@@ -226,8 +226,14 @@ def quality(stem: str, r: dict) -> list[str]:
     if runs := r.get("runs"):  # benchmarks/combine_runs.py
         dates = sorted({str(run.get("date") or "not recorded")[:10] for run in runs})
         date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-        each = "; ".join(f"`{run['fit_args']}`" if run.get("fit_args") else "defaults" for run in runs)
-        machine += f"; median [min–max] of {len(runs)} runs: {each}"
+        each = "; ".join(
+            (f"`{run['fit_args']}`" if run.get("fit_args") else "defaults")
+            + (f" (no {', '.join(run['lacks'])})" if run.get("lacks") else "")
+            for run in runs
+        )
+        over = " (each cell over the runs that have its row and column)"
+        over = over if any(run.get("lacks") for run in runs) else ""
+        machine += f"; median [min–max] of {len(runs)} runs{over}: {each}"
     head, *body = r["table"]
     modes = {a.get("interpolation_mode") for a in (r.get("arms") or {}).values() if isinstance(a, dict)}
     if "slerp" in modes and not any("slerp" in cell for cell in head):  # before the columns named the path

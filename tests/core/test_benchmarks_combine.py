@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from combine_runs import combine_tables  # noqa: E402
+from combine_runs import combine_tables, lacks  # noqa: E402
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
@@ -26,22 +26,39 @@ def results(table: list[list[str]], fit_args: str = "", load: float = 1.0) -> di
     return {"date": "2026-11-27T01:00", "args": args, "machine": machine, "table": table}
 
 
-def test_cells_become_median_and_range_and_rows_or_arms_missing_from_a_run_are_dropped() -> None:
+def test_cells_become_median_and_range_over_the_runs_that_have_them() -> None:
     head = ["metric", "joint", "two_stage", "real"]
     a = [head, ["MAUVE", "0.04", "0.02", "0.97"], ["note", "ok", "ok", ""], ["BLEU", "2.0", "3.0", ""]]
     b = [head, ["MAUVE", "0.03", "0.06", "0.97"], ["note", "ok", "bad", ""], ["BLEU", "2.2", "n/a", ""]]
     c = [  # another column order, an arm and a row the other runs lack
         ["metric", "two_stage", "joint", "autoencoder", "real"],
-        ["MAUVE", "0.05", "0.01", "x", "0.97"],
+        ["MAUVE", "0.05", "0.01", "0.5", "0.97"],
         ["note", "ok", "ok", "x", ""],
         ["BLEU", "4.0", "1.0", "5", ""],
-        ["extra", "1", "1", "1", ""],
+        ["extra", "1", "2", "3", ""],
     ]
     assert combine_tables([a, b, c]) == [
-        ["metric", "joint", "two_stage", "real"],
-        ["MAUVE", "0.03 [0.01–0.04]", "0.05 [0.02–0.06]", "0.97"],
-        ["note", "ok", "ok / bad / ok", ""],
-        ["BLEU", "2 [1–2.2]", "3.0 / n/a / 4.0", ""],
+        ["metric", "joint", "two_stage", "autoencoder", "real"],
+        ["MAUVE", "0.03 [0.01–0.04]", "0.05 [0.02–0.06]", "0.5", "0.97"],
+        ["note", "ok", "ok / bad / ok", "x", ""],
+        ["BLEU", "2 [1–2.2]", "3.0 / n/a / 4.0", "5", ""],
+        ["extra", "2", "1", "3", ""],
+    ]
+    assert lacks(a, combine_tables([a, b, c])) == ["extra", "autoencoder"]
+
+
+def test_runs_of_one_arm_each_combine_per_arm() -> None:
+    """An image benchmark's arms are rows: seed 1 of joint and of two_stage ran apart, seed 2 together."""
+    head = ["arm", "steps", "gen FID"]
+    real = ["held-out real", "", "43.6"]
+    joint_1 = [head, ["joint", "2482", "111.5"], real]
+    two_stage_1 = [head, ["two_stage", "5839", "110.4"], real]
+    both_2 = [head, ["joint", "2753", "104.0"], ["two_stage", "5181", "106.0"], real]
+    assert combine_tables([joint_1, two_stage_1, both_2]) == [
+        head,
+        ["joint", "2618 [2482–2753]", "107.8 [104–111.5]"],
+        ["two_stage", "5510 [5181–5839]", "108.2 [106–110.4]"],
+        ["held-out real", "", "43.6"],
     ]
 
 
@@ -91,3 +108,28 @@ def test_a_file_without_a_results_table_is_refused_by_name(tmp_path: Path) -> No
     assert f"{broken} is not a JSON results file" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_readme_says_which_arms_a_run_lacks(tmp_path: Path) -> None:
+    head, real = ["arm", "gen FID"], ["held-out real", "43.6"]
+    tables = [[head, ["joint", "111.5"], real], [head, ["two_stage", "110.4"], real]]
+    tables.append([head, ["joint", "104.0"], ["two_stage", "106.0"], real])
+    files = []
+    for i, (table, seed) in enumerate(zip(tables, (1, 1, 2))):
+        files.append(tmp_path / f"run{i}.json")
+        files[-1].write_text(json.dumps(results(table, f"--seed_everything {seed}")))
+    results_dir = tmp_path / "results"
+    proc = run(REPO / "benchmarks" / "combine_runs.py", *files, "--out", results_dir / "img_seeds.json")
+    assert proc.returncode == 0, proc.stderr
+    combined = json.loads((results_dir / "img_seeds.json").read_text())
+    assert [r.get("lacks") for r in combined["runs"]] == [["two_stage"], ["joint"], None]
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Reliability\n")
+    proc = run(REPO / "benchmarks" / "readme_performance.py", "--readme", readme, "--results", results_dir)
+    assert proc.returncode == 0, proc.stderr
+    text = readme.read_text()
+    assert (
+        "median [min–max] of 3 runs (each cell over the runs that have its row and column): "
+        "`--seed_everything 1` (no two_stage); `--seed_everything 1` (no joint); `--seed_everything 2`):"
+    ) in text
+    assert "| joint | 107.8 [104–111.5] |" in text and "| two_stage | 108.2 [106–110.4] |" in text
