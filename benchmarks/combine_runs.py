@@ -9,12 +9,11 @@ another seed (e.g. ``--fit-args '--seed_everything 1'``), then combine the resul
 
 Columns and rows are those of any run, in the first run's order (the others slotted in where their
 run has them), so a run of one arm (e.g. ``--arms two_stage`` with the seed of an earlier ``--arms
-joint`` run) counts for that arm alone.
-Each cell is combined over the runs whose table has its row and column: a numeric cell becomes
-``median [min–max]``, or the value where those runs agree; text cells are kept where they agree and
-joined with `` / `` where they do not. The output records each run's file, date, machine,
-``fit_args`` and the rows and columns its table ``lacks``; ``readme_performance.py`` labels the table
-with them.
+joint`` run) counts for that arm alone. Each cell is combined over the runs whose table has its row
+and column: a numeric cell becomes ``median [min–max]``, or the value where those runs agree; text
+cells are kept where they agree and joined with `` / `` where they do not. The output records each
+run's file, date, machine, ``fit_args`` and the rows and columns its table ``lacks``;
+``readme_performance.py`` labels the table with them.
 """
 
 from __future__ import annotations
