@@ -17,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -242,6 +243,19 @@ def write_results(name: str, run: dict[str, Any], payload: dict[str, Any], out: 
 def read_results(name: str) -> dict[str, Any] | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def skip(name: str, reason: str, show: Callable[[dict[str, Any]], str | None]) -> None:
+    """A benchmark that cannot measure on this machine: say why, then its last recorded figures
+    (``show`` prints them or returns them as text); nothing is written."""
+    previous = read_results(name)
+    print(f"{name}: skipped, {reason}")
+    if previous is None:
+        print("no recorded figures yet")
+        return
+    print(f"the last recorded figures ({previous['date']}):")
+    if (text := show(previous)) is not None:
+        print(text)
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

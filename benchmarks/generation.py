@@ -52,7 +52,7 @@ from _common import (  # noqa: E402
     interleave,
     quiet_trainer,
     ratio_summary,
-    read_results,
+    skip,
     start_run,
     summary,
     table,
@@ -338,13 +338,8 @@ def main() -> None:
     try:
         model, dm, source = load_model(args)
     except DataError as err:  # e.g. ../shared/data absent on this machine: no traceback, no results written
-        previous = read_results("generation")
-        last = f"the last recorded figures ({previous['date']}, {previous['config']}):" if previous else ""
-        print(f"generation: skipped, {args.config}'s data cannot be read: {err}")
-        print(last or "no recorded figures yet")
-        if previous:
-            print(report(previous))
-        return
+        reason = f"{args.config}'s data cannot be read: {err}"
+        return skip("generation", reason, lambda last: f"config {last['config']}\n{report(last)}")
     bf16 = cpu_supports_bf16() if model.device.type == "cpu" else torch.cuda.is_bf16_supported()
     precisions = [p for p in args.precisions if p == "fp32" or bf16]
     notes = (

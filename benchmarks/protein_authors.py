@@ -47,7 +47,7 @@ from _common import (  # noqa: E402
     collate,
     fmt,
     ratio_summary,
-    read_results,
+    skip,
     start_run,
     step_times,
     summary,
@@ -202,22 +202,17 @@ def main() -> None:
     if args.quick:
         args.repeats, args.steps = 1, 2
     folder = os.environ.get("DILED_AUTHORS_CODE")
-    previous = read_results("protein_authors")
-
-    def skip(reason: str) -> None:
-        last = f"the last recorded figures ({previous['date']}):" if previous else "no recorded figures yet."
-        print(f"{reason}; {last}")
-        if previous:
-            report(previous)
-
     if not folder or not (Path(folder) / "codes" / "nn" / "models.py").is_file():
         where = "unset" if not folder else f"{folder}, which has no codes/nn/models.py"
         return skip(
+            "protein_authors",
             f"DILED_AUTHORS_CODE is {where}: export the authors' Protein/ folder (github guangyliu/EDDPM) "
-            "and name it there"
+            "and name it there",
+            report,
         )
     if not GIFFORD.is_file():
-        return skip(f"{GIFFORD} is absent (both sides train on it; ../shared/data/README.md)")
+        reason = f"{GIFFORD} is absent (both sides train on it; ../shared/data/README.md)"
+        return skip("protein_authors", reason, report)
     os.chdir(REPO)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -229,7 +224,8 @@ def main() -> None:
     try:
         result = measure(folder, config, args)
     except ImportError as err:
-        return skip(f"the authors' code in {folder} does not import ({type(err).__name__}: {err})")
+        reason = f"the authors' code in {folder} does not import ({type(err).__name__}: {err})"
+        return skip("protein_authors", reason, report)
     report(result)
     write_results("protein_authors", run, result)
 
