@@ -226,6 +226,23 @@ def test_a_decoder_for_another_vocabulary_is_refused(tiny_gpt2, tmp_path):
         CausalLMDecoder(LATENT, model_path="weights/no-such-model", tokenizer=str(tmp_path / "nope"))
 
 
+def test_a_decoder_that_sees_later_tokens_is_refused(batch, tiny_bert):
+    """A BERT-family model loaded as a causal LM attends both ways unless ``is_decoder``: teacher forcing
+    would then read each target token from the input."""
+    with pytest.raises(ValueError, match=r"lets each token see the tokens after it.*is_decoder: true"):
+        CausalLMDecoder(LATENT, config=tiny_bert)
+    decoder = CausalLMDecoder(LATENT, config={**tiny_bert, "is_decoder": True})
+    assert decoder.lm.training  # the check leaves the mode as it was
+    ids, mask = batch["input_ids"][:1], batch["attention_mask"][:1]
+    z = torch.randn(1, LATENT)
+    with torch.no_grad():
+        full, _ = decoder.logits(z, ids, mask)
+        changed = ids.clone()
+        changed[0, -1] = (changed[0, -1] + 1) % decoder.vocab_size
+        again, _ = decoder.logits(z, changed, mask)
+    torch.testing.assert_close(full[:, :-1], again[:, :-1])  # earlier positions ignore the last token
+
+
 def test_the_encoder_standardises_mu_over_the_batch_by_default(batch, tiny_bert):
     torch.manual_seed(0)
     mu = HFEncoder(LATENT, config=tiny_bert)(batch)

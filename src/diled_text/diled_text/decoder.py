@@ -28,7 +28,7 @@ from .freezing import DecoderFreeze, freeze_decoder, frozen_names
 from .sampling import next_token
 from .tokenizer import TextTokenizer, load_trainable, resolve_model_path
 
-__all__ = ["CausalLMDecoder", "Injection", "match_scale", "target_tokens"]
+__all__ = ["CausalLMDecoder", "Injection", "attends_ahead", "match_scale", "target_tokens"]
 
 Injection = Literal[
     "optimus",  # z added to every token embedding + a one-slot key/value memory in every layer
@@ -50,6 +50,20 @@ def match_scale(layer: nn.Linear, like: Tensor) -> None:
         std = like.detach().float().std().item()
         nn.init.normal_(layer.weight, std=std / math.sqrt(layer.in_features))
         nn.init.zeros_(layer.bias)
+
+
+def attends_ahead(lm: nn.Module) -> bool:
+    """Whether ``lm``'s logits at the first position change with the token after it: an encoder such as
+    BERT loaded as a causal LM without ``is_decoder``. False on the meta device (nothing to run)."""
+    weight = next(lm.parameters())
+    if weight.is_meta:
+        return False
+    ids = torch.tensor([[1, 2], [1, 3]], device=weight.device)
+    mode = lm.training
+    with torch.no_grad():
+        first = lm.eval()(input_ids=ids).logits[:, 0].float()
+    lm.train(mode)
+    return not torch.allclose(first[0], first[1], rtol=1e-4, atol=1e-5)
 
 
 def target_tokens(batch: Batch) -> tuple[Tensor, Tensor]:
@@ -128,6 +142,13 @@ class CausalLMDecoder(Decoder):
                 pad_token_id=self.pad_token_id,
             )
             self.lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**options))
+        if attends_ahead(self.lm):
+            raise ValueError(
+                f"CausalLMDecoder: the language model ({type(self.lm).__name__}, from "
+                f"{model_path or 'config'}) lets each token see the tokens after it, so teacher forcing "
+                "would hand it the answer; a BERT-family model decodes causally with "
+                "`config_overrides: {is_decoder: true}` (or `is_decoder: true` in `config`)."
+            )
         cfg = self.lm.config.get_text_config()
         self.vocab_size = self.lm.get_output_embeddings().out_features
         if self.text_tokenizer.vocab_size > self.vocab_size:
