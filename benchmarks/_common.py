@@ -17,7 +17,6 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Callable
 
