@@ -189,15 +189,17 @@ EXTRACTORS: dict[str, Callable[[dict], list[Line]]] = {
 
 
 # ------------------------------------------------------------------------------ the section
+def cpu_label(m: dict) -> str:
+    return f"{m.get('cpu_model', '?')} ×{m.get('cpu_count', '?')}"
+
+
 def run_label(r: dict) -> tuple[str, str]:
     """(date, machine) of a results file; 'not recorded' where the file has none."""
     date = str(r.get("date", "not recorded"))[:10]
     m = r.get("machine")
     if not m:
         return date, "not recorded"
-    machine = f"{m.get('cpu_model', '?')} ×{m.get('cpu_count', '?')}" + (
-        f", {m['gpu']}" if m.get("gpu") else ""
-    )
+    machine = cpu_label(m) + (f", {m['gpu']}" if m.get("gpu") else "")
     if "load_avg_1min_start" in m:
         machine += f", load {m['load_avg_1min_start']:.1f}→{m.get('load_avg_1min_end', float('nan')):.1f}"
     if (r.get("args") or {}).get("quick"):
@@ -212,13 +214,14 @@ def quality(stem: str, r: dict) -> list[str]:
     and the extra ``fit_args`` where the run had them; a table of several runs (``runs``, from
     ``combine_runs.py``) names each run's ``fit_args`` and the rows or columns it ``lacks``."""
     date, machine = run_label(r)
+    apart = bool(r.get("runs")) and not r.get("machine")  # combine_runs.py: the runs' machines differ
+    if apart:
+        machine = "machines differ"
     if elsewhere := r.get("trained_and_decoded_on"):
-        where = (
-            elsewhere.get("gpu") or f"{elsewhere.get('cpu_model', '?')} ×{elsewhere.get('cpu_count', '?')}"
-        )
+        where = elsewhere.get("gpu") or cpu_label(elsewhere)
         machine = f"trained and decoded on {where}, scored on {machine}"
     if scored := r.get("ppl_scored_on"):
-        machine += f"; reference-LM perplexity scored on {scored.get('cpu_model', '?')} ×{scored.get('cpu_count', '?')}"
+        machine += f"; reference-LM perplexity scored on {cpu_label(scored)}"
     if minutes := r.get("minutes") or (r.get("args") or {}).get("minutes"):
         machine += f"; {minutes:g} min per arm"
     if fit_args := (r.get("args") or {}).get("fit_args"):
@@ -228,6 +231,7 @@ def quality(stem: str, r: dict) -> list[str]:
         date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
         each = "; ".join(
             (f"`{run['fit_args']}`" if run.get("fit_args") else "defaults")
+            + (f" on {cpu_label(run.get('machine') or {})}" if apart else "")
             + (f" (no {', '.join(run['lacks'])})" if run.get("lacks") else "")
             for run in runs
         )

@@ -133,3 +133,26 @@ def test_the_readme_says_which_arms_a_run_lacks(tmp_path: Path) -> None:
         "`--seed_everything 1` (no two_stage); `--seed_everything 1` (no joint); `--seed_everything 2`):"
     ) in text
     assert "| joint | 107.8 [104–111.5] |" in text and "| two_stage | 108.2 [106–110.4] |" in text
+
+
+def test_runs_on_different_machines_are_each_named(tmp_path: Path) -> None:
+    """combine_runs.py keeps no single machine when the runs' CPUs differ; the README names each run's."""
+    table = [["metric", "joint"], ["MAUVE", "0.04"]]
+    files = []
+    for i, cpu in enumerate(("Intel Xeon", "AMD EPYC")):
+        record = results(table, f"--seed_everything {i}")
+        record["machine"]["cpu_model"] = cpu
+        files.append(tmp_path / f"run{i}.json")
+        files[-1].write_text(json.dumps(record))
+    results_dir = tmp_path / "results"
+    proc = run(REPO / "benchmarks" / "combine_runs.py", *files, "--out", results_dir / "mixed.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "machine" not in json.loads((results_dir / "mixed.json").read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Reliability\n")
+    proc = run(REPO / "benchmarks" / "readme_performance.py", "--readme", readme, "--results", results_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "`mixed` (2026-11-27; machines differ; 20 min per arm; median [min–max] of 2 runs: "
+        "`--seed_everything 0` on Intel Xeon ×2; `--seed_everything 1` on AMD EPYC ×2):"
+    ) in readme.read_text()
