@@ -166,24 +166,23 @@ def test_bf16_mixed_fit_and_predict(tmp_path: Path) -> None:
 
 @pytest.mark.ddp
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
-    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    """Fit two_stage with the strategy given as a class path (stage two leaves the encoder and decoder
+    without gradients: unused parameters), then predict with `--trainer.strategy ddp`."""
+    ddp = ["--trainer.devices", "2", "--trainer.accelerator", "cpu"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def run(*a: str) -> subprocess.CompletedProcess:
         return subprocess.run([DILED, *a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
     fitted = run(
-        "fit",
-        "--config",
-        TOY,
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        "--trainer.max_steps",
-        "6",
+        "fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "6",
         *FAST,
-        *ddp,
+        "--trainer.strategy", "{class_path: lightning.pytorch.strategies.DDPStrategy}",
+        "--model.training", "two_stage", "--model.stage_one_steps", "2", *ddp,
     )
     assert fitted.returncode == 0, fitted.stderr[-3000:]
+    assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 6
+    ddp += ["--trainer.strategy", "ddp"]
     out = tmp_path / "out"
     predicted = run(
         "predict",
@@ -209,14 +208,13 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
 
 
 def test_help_plugins_and_print_config_from_installed_command(tmp_path: Path) -> None:
+    out = {}
     for args in (["--help"], ["plugins"], ["fit", "--config", TOY, "--print_config"]):
         done = subprocess.run([DILED, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-    assert "toy" in subprocess.run([DILED, "plugins"], capture_output=True, text=True).stdout
-    printed = subprocess.run(
-        [DILED, "fit", "--config", TOY, "--print_config"], capture_output=True, text=True
-    ).stdout
-    assert "ToyEncoder" in printed and "training: joint" in printed
+        out[args[0]] = done.stdout
+    assert "toy" in out["plugins"]
+    assert "ToyEncoder" in out["fit"] and "training: joint" in out["fit"]
 
 
 # ---------------------------------------------------------------------------------- user errors
@@ -322,18 +320,12 @@ def test_unknown_decoding_option_is_one_paragraph(toy_run: Path, tmp_path: Path,
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize(
-    "strategy",
-    [
-        ["--trainer.strategy", "ddp_spawn", "--model.training", "joint"],  # the EMA must pickle
-        ["--trainer.strategy", "{class_path: lightning.pytorch.strategies.DDPStrategy}", "--model.training", "two_stage",
-         "--model.stage_one_steps", "2"],  # a class path: unused parameters in stage two
-    ],
-    ids=["ddp_spawn", "two_stage_DDPStrategy"],
-)
-def test_ddp_edge_cases_train(tmp_path: Path, strategy: list[str]) -> None:
+def test_ddp_spawn_trains(tmp_path: Path) -> None:
+    """ddp_spawn pickles the module: the EMA must pickle (class-path strategies and two_stage's unused
+    parameters: test_ddp_two_processes_on_cpu)."""
     args = ["fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), *FAST, "--trainer.max_steps", "4",
-            "--trainer.devices", "2", "--trainer.accelerator", "cpu", *strategy]
+            "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp_spawn",
+            "--model.training", "joint"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run([DILED, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
