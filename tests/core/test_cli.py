@@ -107,6 +107,28 @@ def test_resume_continues_step_count(tmp_path: Path) -> None:
     assert resumed["diled"]["modality"] == "toy"
 
 
+def test_fit_says_where_the_checkpoint_is_and_the_command_it_prints_runs(
+    tmp_path: Path, capsys, caplog
+) -> None:
+    """The closing lines of `diled fit` name last.ckpt and a `diled predict` command that works as
+    printed; Lightning's own lines stay, its advert for a cloud logger and a torch deprecation inside
+    Lightning do not."""
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
+        warnings.simplefilter("always")
+        assert fit(tmp_path / "run", "--trainer.max_steps", "2") == 0
+    ckpt = last_ckpt(tmp_path / "run")
+    lines = capsys.readouterr().out.splitlines()
+    assert f"diled fit: checkpoint {ckpt}" in lines
+    (command,) = [line.split("use it: diled ", 1)[1] for line in lines if "use it: diled predict" in line]
+    assert f"--config {ckpt.parents[1] / 'config.yaml'} --ckpt_path {ckpt}" in command
+    assert "`Trainer.fit` stopped: `max_steps=2` reached." in caplog.text
+    assert "litlogger" not in caplog.text.lower()
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    out = tmp_path / "samples"
+    assert main([*command.split(), *FAST, "--prediction.output_dir", str(out)]) == 0
+    assert (out / "samples.csv").is_file()
+
+
 def _drop_align(node):
     """The checkpoint's hyper-parameters as a run saved before SkipMLP had ``align``."""
     if isinstance(node, dict):
@@ -182,6 +204,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     )
     assert fitted.returncode == 0, fitted.stderr[-3000:]
     assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 6
+    assert fitted.stdout.count("diled fit: checkpoint") == 1  # rank 0 says it, once
     ddp += ["--trainer.strategy", "ddp"]
     out = tmp_path / "out"
     predicted = run(

@@ -7,6 +7,7 @@ Errors a user can fix end in one paragraph and a non-zero exit (``DILED_DEBUG=1`
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -181,6 +182,18 @@ class DiledCLI(LightningCLI):
                     remove_if_empty(self.trainer.log_dir)
                 raise
 
+    def after_fit(self) -> None:
+        """Say where the run went and how to use it (the run folder holds the config it was trained with)."""
+        log_dir = self.trainer.log_dir  # under DDP a broadcast from rank 0: every rank must ask
+        saved = self.trainer.checkpoint_callback
+        last = (saved.last_model_path or saved.best_model_path) if saved is not None else ""
+        if self.trainer.is_global_zero and last:
+            config = Path(log_dir or "") / "config.yaml"
+            print(f"diled fit: checkpoint {last}")
+            if config.is_file():
+                use = f"diled predict --config {config} --ckpt_path {last} --prediction.task generate"
+                print(f"  use it: {use}")
+
     def after_predict(self) -> None:
         options = self.config_init.predict.prediction
         if self.trainer.is_global_zero:
@@ -248,9 +261,23 @@ def _missing_module(module: str) -> str:
     return f"the config names a class from the module {module!r}, which is not installed. {how}, {choose}"
 
 
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """False for Lightning's tip to install its cloud logger, printed at every fit."""
+    return "litlogger" not in str(record.msg).lower()
+
+
+def _quiet_dependencies() -> None:
+    """Hide dependency messages that say nothing a diled user can act on (diled's own warnings stay)."""
+    # Lightning 2.6 calls torch.utils._pytree.LeafSpec, deprecated in torch 2.14
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_not_an_advert)  # the same function is added once
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``diled`` command; returns the exit code."""
     argv = sys.argv[1:] if args is None else list(args)
+    _quiet_dependencies()
     if argv[:1] == ["plugins"]:
         return _plugins()
     try:
