@@ -14,6 +14,7 @@ import pytest
 import torch
 from diled_core import DiLED
 from diled_core.cli import main
+from diled_core.runs import own_log_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / "configs" / "toy" / "fit.yaml")
@@ -230,13 +231,19 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["generate"]["count"] == 32
 
 
-def test_help_plugins_and_print_config_from_installed_command(tmp_path: Path) -> None:
+def test_help_plugins_and_print_config_from_installed_command(tmp_path: Path, capsys) -> None:
+    """The installed `diled` script once (each start costs seconds of imports), then in-process."""
+    done = subprocess.run([DILED, "plugins"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "toy" in done.stdout
     out = {}
-    for args in (["--help"], ["plugins"], ["fit", "--config", TOY, "--print_config"]):
-        done = subprocess.run([DILED, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        out[args[0]] = done.stdout
-    assert "toy" in out["plugins"]
+    for args in (["--help"], ["fit", "--config", TOY, "--print_config"]):
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code in (0, None)
+        out[args[0]] = capsys.readouterr().out
+    assert "{fit,validate,test,predict}" in out["--help"]
+    assert "`diled plugins` lists the installed modalities" in out["--help"]
     assert "ToyEncoder" in out["fit"] and "training: joint" in out["fit"]
 
 
@@ -278,7 +285,19 @@ def test_checkpoint_of_another_modality(toy_run: Path, tmp_path: Path, capsys) -
     assert code == 1 and "'protein'" in err and "'toy'" in err
 
 
-def test_divergence_stops_with_one_paragraph(tmp_path: Path, capsys) -> None:
+def test_divergence_stops_with_one_paragraph(tmp_path: Path, capsys, monkeypatch) -> None:
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    broadcast, after_failure = SingleDeviceStrategy.broadcast, []
+
+    def watched(self, obj, src=0):  # a collective under DDP: the failed rank may be alone (own_log_dir)
+        trainer = getattr(self.lightning_module, "_trainer", None)
+        if trainer is not None and trainer.state.status == TrainerStatus.INTERRUPTED:
+            after_failure.append(obj)
+        return broadcast(self, obj, src)
+
+    monkeypatch.setattr(SingleDeviceStrategy, "broadcast", watched)
     code, err = _error(
         capsys,
         ["fit", "--config", TOY, "--trainer.default_root_dir", str(tmp_path), *FAST, "--trainer.max_steps", "200",
@@ -288,6 +307,7 @@ def test_divergence_stops_with_one_paragraph(tmp_path: Path, capsys) -> None:
     assert code == 1 and "diverged by step 1" in err and "no earlier checkpoint was written" in err
     assert "Lower the learning rate" in err
     assert not list(tmp_path.glob("lightning_logs/version_*")), "a run folder without checkpoints was left"
+    assert after_failure == [], "the clean-up after the failure asked the other processes"
 
 
 # ----------------------------------------------------------------- contract v2 through the CLI
@@ -340,6 +360,26 @@ def test_unknown_decoding_option_is_one_paragraph(toy_run: Path, tmp_path: Path,
                                 str(toy_run), "--prediction.output_dir", str(tmp_path),
                                 "--prediction.decode", "{temprature: 0.7}"])
     assert code == 1 and "temprature" in err
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "csv", "none"])
+def test_failed_fit_clean_up_names_the_run_folder_without_a_collective(tmp_path: Path, logger: str) -> None:
+    """Trainer.log_dir is a broadcast: asked by rank 0 alone (the only rank that failed) it waits for ever
+    under NCCL. The clean-up's own_log_dir names the same folder and asks no other process."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = {"tensorboard": TensorBoardLogger(tmp_path), "csv": CSVLogger(tmp_path), "none": False}
+    trainer = Trainer(default_root_dir=tmp_path, logger=loggers[logger], enable_progress_bar=False)
+    expected = trainer.log_dir
+
+    def collective(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the clean-up called a collective")
+
+    trainer.strategy.broadcast = collective
+    assert own_log_dir(trainer) == expected
+    if logger != "none":
+        assert Path(expected).name == "version_0"
 
 
 @pytest.mark.ddp

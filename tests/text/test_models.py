@@ -265,3 +265,15 @@ def test_the_injected_latent_starts_at_the_token_embeddings_scale(make_decoder, 
     injected = layer(z).detach().std().item()
     tokens = decoder.lm.get_input_embeddings().weight.std().item()
     assert 0.7 < injected / tokens < 1.4, (injected, tokens)
+
+
+def test_local_weights_load_without_transformers_progress_bar(tiny_reference_lm, capfd):
+    """The bar landed in the middle of `diled predict`'s output; the user's own code keeps its bars."""
+    from diled_text.tokenizer import load_local
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    capfd.readouterr()
+    load_local(AutoModelForCausalLM.from_pretrained, tiny_reference_lm, "reference LM")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()

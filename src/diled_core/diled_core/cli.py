@@ -33,6 +33,7 @@ from .runs import (
     SaveOnSigterm,
     changed_options,
     find_last_checkpoint,
+    own_log_dir,
     prepare_output_dir,
     remove_if_empty,
     state_dict_mismatch,
@@ -178,8 +179,9 @@ class DiledCLI(LightningCLI):
                 super()._run_subcommand(subcommand)
             except BaseException:
                 if subcommand == "fit" and self.trainer.is_global_zero:
-                    # a failed fit leaves no run folder without checkpoints
-                    remove_if_empty(self.trainer.log_dir)
+                    # a failed fit leaves no run folder without checkpoints; not trainer.log_dir, a
+                    # collective that hangs when rank 0 failed alone
+                    remove_if_empty(own_log_dir(self.trainer))
                 raise
 
     def after_fit(self) -> None:

@@ -4,7 +4,8 @@
 * Resuming applies the options given now; :func:`changed_options` says which differ from the checkpoint.
 * SIGTERM in mid-fit saves a resumable ``last.ckpt`` (:class:`SaveOnSigterm`) and the command exits 143
   (:class:`Interrupted`), so ``diled fit && diled predict`` never goes on with a half-trained model.
-* A failed fit leaves no run folder without checkpoints behind (:func:`remove_if_empty`).
+* A failed fit leaves no run folder without checkpoints behind (:func:`remove_if_empty`, on the folder
+  :func:`own_log_dir` names without waiting for the other DDP processes).
 * Predictions of a task never mix runs: a folder that already holds them is refused unless
   ``--prediction.overwrite true``, which first removes that task's files (:func:`prepare_output_dir`).
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .io import atomic_write
@@ -29,6 +31,7 @@ __all__ = [
     "SaveOnSigterm",
     "changed_options",
     "find_last_checkpoint",
+    "own_log_dir",
     "prepare_output_dir",
     "remove_if_empty",
     "state_dict_mismatch",
@@ -99,6 +102,18 @@ def changed_options(saved: dict[str, Any], given: dict[str, Any]) -> str:
     old = {k: v for k, v in _flat(saved).items() if not k.startswith("_")}
     new = _flat(given)
     return ", ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if k in old and old[k] != new[k])
+
+
+def own_log_dir(trainer: Any) -> str | None:
+    """The run folder as ``Trainer.log_dir`` names it, without its broadcast to every DDP process.
+
+    ``Trainer.log_dir`` is a collective: a process that asks alone (the only one that failed) waits
+    for the others forever. On rank 0 this gives the same folder; other ranks may not know it.
+    """
+    if not trainer.loggers:
+        return trainer.default_root_dir
+    logger = trainer.loggers[0]
+    return logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
 
 
 def remove_if_empty(log_dir: str | Path | None) -> None:

@@ -58,7 +58,13 @@ def model_slug(path: str) -> str:
 
 def load_local(loader: Callable[..., T], path: str, what: str, **kwargs: Any) -> T:
     """``loader(path)`` (a ``from_pretrained``) from a local directory, or from a hub name already in the
-    local Hugging Face cache; never downloads. A missing path is an error that says how to fix it."""
+    local Hugging Face cache; never downloads. A missing path is an error that says how to fix it.
+    Without transformers' "Loading weights" progress bar: a local load takes a second, and the bar would
+    land in the middle of ``diled predict``'s output."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         return loader(path, local_files_only=True, **kwargs)
     except OSError as err:
@@ -67,6 +73,9 @@ def load_local(loader: Callable[..., T], path: str, what: str, **kwargs: Any) ->
             f"{Path.cwd()}) nor a model in the local Hugging Face cache; nothing is downloaded at run time: "
             "save the weights with `save_pretrained` into a folder and give its path."
         ) from err
+    finally:
+        if shown:  # the user's own code keeps its bars
+            hf_logging.enable_progress_bar()
 
 
 def load_trainable(auto_class: Any, path: str, what: str, overrides: dict[str, Any] | None = None) -> Any:
