@@ -74,8 +74,9 @@ demo: install
 # (image_fashion_mnist about two hours): `make bench-quality`.
 # diffusers is a benchmark-only dependency (generation.py compares its schedulers with diled's samplers).
 QUALITY_BENCH ?= protein_gifford protein_gifford_ceiling text_vader image_fashion_mnist
-# scripts under benchmarks/ that are tools, not benchmarks (the README generator, the seed combiner)
-BENCH_TOOLS := readme_performance combine_runs
+# scripts under benchmarks/ that are tools, not benchmarks (the README generator, the seed combiner,
+# the latent FD of trained runs)
+BENCH_TOOLS := readme_performance combine_runs latent_fd
 
 define RUN_BENCH
 shopt -s nullglob; mkdir -p benchmarks/results; \

@@ -13,7 +13,7 @@ import pytest
 import torch
 from diled_core.diffusion import diffusion_mse, q_sample, rec_weight, sample_timesteps
 from diled_core.objective import combine_terms
-from diled_core.monitoring import LatentStats
+from diled_core.monitoring import LatentStats, latent_fd
 from diled_core.schedule import NoiseSchedule
 
 BETA = 0.008  # the paper's constant schedule: ᾱ_t = 0.992^t
@@ -307,3 +307,15 @@ def test_latent_stats_one_dimensional_latent():
     assert out["std_mean"] == pytest.approx(mu.std().item(), rel=1e-5)
     assert out["norm_mean"] == pytest.approx(7 / 3, rel=1e-6)
     assert out["active_units"] == 1.0
+
+
+def test_latent_fd_is_near_zero_for_one_distribution_and_the_analytic_distance_for_two():
+    """N(0, I) against N(m, s² I) in d dimensions: ‖m‖² + d (1 − s)² (Gaussian fits of 20,000 draws)."""
+    g = torch.Generator().manual_seed(0)
+    d, n = 8, 20_000
+    a, b = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    assert latent_fd(a, b) < 0.01
+    shifted = 0.5 + 2.0 * torch.randn(n, d, generator=g)
+    assert latent_fd(a, shifted) == pytest.approx(d * 0.25 + d * 1.0, rel=0.02)
+    with pytest.raises(ValueError, match="at least 2 latents per set"):
+        latent_fd(a[:1], b)

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Literal
 
 import torch
 from diled_core import Batch, MeanOf, PredictionMetric, PredictTask
+from diled_core.monitoring import frechet_distance
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
@@ -72,12 +73,6 @@ def pixel_metrics() -> MeanOf:
             "ssim": lambda o: ssim(_unit(o["output"]["image"]), _unit(o["input"]["image"])),
         }
     )
-
-
-def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
-    """‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(Σ1 Σ2) (tr √ from the eigenvalues of Σ1 Σ2, as torchmetrics)."""
-    eig = torch.linalg.eigvals(cov1 @ cov2).sqrt().real.sum()
-    return float((mu1 - mu2).square().sum() + cov1.trace() + cov2.trace() - 2 * eig)
 
 
 class FIDMetric(PredictionMetric):
