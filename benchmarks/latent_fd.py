@@ -75,7 +75,7 @@ def score(run: str, n: int, split: str, device: str, seed: int = 0) -> dict[str,
     return {
         "run": str(ckpt),
         "training": model.training_mode,
-        "step": int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]),
+        "step": int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"]),
         "n": n,
         "latent_fd": round(latent_fd(sampled, real), 3),
         "floor": round(latent_fd(q(train), real), 3),
